@@ -36,28 +36,74 @@ export class UsageError extends Error {
  * ```ts
  * import { describeError } from "./errors.ts";
  * const line = describeError(new Deno.errors.ConnectionRefused("Connection refused (os error 111)"));
- * if (!line.startsWith("Connection refused")) throw new Error(line);
+ * if (line !== "Connection refused (is the server running?)") throw new Error(line);
  * ```
  */
 export function describeError(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
-  const message = firstLine(error.message);
+  const message = firstLine(error.message).replace(/ \(os error \d+\)$/, "") || error.name;
   if (error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied) {
     return message.includes("--allow-") ? message : `Permission denied: ${message}`;
   }
-  if (error instanceof Deno.errors.AddrInUse) {
-    return `Address already in use: ${message} (is another server running on that port?)`;
+  const hint = error instanceof Deno.errors.AddrInUse
+    ? " (is another server running there?)"
+    : error instanceof Deno.errors.ConnectionRefused
+    ? " (is the server running?)"
+    : "";
+  return message + hint;
+}
+
+/**
+ * Puts the address in front of a connect or listen failure, whose OS message does not name
+ * it (`Connection refused (os error 111)`), and returns the same error.
+ *
+ * @example
+ * ```ts
+ * import { describeError, withAddress } from "./errors.ts";
+ * const error = withAddress(new Deno.errors.ConnectionRefused("Connection refused"), "[::1]:80");
+ * if (!describeError(error).startsWith("[::1]:80: Connection refused")) throw error;
+ * ```
+ */
+export function withAddress(error: unknown, address: string): unknown {
+  if (error instanceof Error && !(error instanceof Deno.errors.NotCapable)) {
+    error.message = `${address}: ${error.message}`;
   }
-  if (error instanceof Deno.errors.ConnectionRefused) {
-    return `Connection refused: ${message} (is the server running?)`;
-  }
-  if (error instanceof Deno.errors.AddrNotAvailable) {
-    return `Address not available: ${message}`;
-  }
-  return message || error.name;
+  return error;
 }
 
 function firstLine(text: string): string {
   const end = text.indexOf("\n");
   return end === -1 ? text : text.slice(0, end);
+}
+
+/**
+ * Whether `error` means the peer went away (reset, broken pipe, closed resource): the end of
+ * one connection, never of a server.
+ *
+ * @example
+ * ```ts
+ * import { isPeerGone } from "./errors.ts";
+ * if (!isPeerGone(new Deno.errors.ConnectionReset("reset"))) throw new Error("not peer gone");
+ * ```
+ */
+export function isPeerGone(error: unknown): boolean {
+  return error instanceof Deno.errors.ConnectionReset ||
+    error instanceof Deno.errors.BrokenPipe ||
+    error instanceof Deno.errors.BadResource ||
+    error instanceof Deno.errors.UnexpectedEof ||
+    error instanceof Deno.errors.NotConnected ||
+    error instanceof Deno.errors.Interrupted;
+}
+
+/**
+ * A `close()` for `resource` that may be called any number of times: a timer and a `finally`
+ * may both want to close the same connection, and a second `close()` would throw.
+ */
+export function closeOnce(resource: { close(): void }): () => void {
+  let closed = false;
+  return () => {
+    if (closed) return;
+    closed = true;
+    resource.close();
+  };
 }

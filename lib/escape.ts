@@ -17,6 +17,8 @@ const NAMED: Record<number, string> = {
 export interface EscapeOptions {
   /** Stop after this many input bytes and say how many were left out. @default {Infinity} */
   maxBytes?: number;
+  /** Print `\n` and `\t` as they are, for text shown as lines rather than one line. @default {false} */
+  keepLineBreaks?: boolean;
 }
 
 /**
@@ -40,7 +42,8 @@ export function escapeBytes(bytes: Uint8Array, options: EscapeOptions = {}): str
       out += byte === 0x5c ? "\\\\" : String.fromCharCode(byte);
       i++;
     } else if (byte < 0x80) {
-      out += NAMED[byte] ?? `\\x${hex2(byte)}`;
+      const keep = options.keepLineBreaks && (byte === 0x0a || byte === 0x09);
+      out += keep ? String.fromCharCode(byte) : NAMED[byte] ?? `\\x${hex2(byte)}`;
       i++;
     } else {
       const [codePoint, length] = decodeUtf8At(bytes, i, end);
