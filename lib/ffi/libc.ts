@@ -1,0 +1,154 @@
+/**
+ * The few libc calls that raw sockets need, through `Deno.dlopen`, and `errno` turned into an
+ * error that names the call. Linux with glibc (`libc.so.6`) only.
+ * @module
+ */
+
+/** Linux constants for the calls below. */
+export const LINUX = {
+  AF_INET: 2,
+  AF_PACKET: 17,
+  SOCK_RAW: 3,
+  SOCK_CLOEXEC: 0x80000,
+  IPPROTO_IP: 0,
+  IPPROTO_ICMP: 1,
+  IPPROTO_TCP: 6,
+  IPPROTO_UDP: 17,
+  IPPROTO_RAW: 255,
+  IP_HDRINCL: 3,
+  ETH_P_ALL: 0x0003,
+  MSG_DONTWAIT: 0x40,
+  POLLIN: 0x001,
+  EINTR: 4,
+  EAGAIN: 11,
+  PACKET_OUTGOING: 4,
+  ARPHRD_LOOPBACK: 772,
+} as const;
+
+const SYMBOLS = {
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  sendto: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"], result: "isize" },
+  recvfrom: {
+    parameters: ["i32", "buffer", "usize", "i32", "buffer", "buffer"],
+    result: "isize",
+  },
+  close: { parameters: ["i32"], result: "i32" },
+  // Runs on a worker thread, so waiting for a packet never blocks the event loop.
+  poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
+  // The same call on this thread, with a zero timeout, when errno must be read.
+  poll_now: { name: "poll", parameters: ["buffer", "u64", "i32"], result: "i32" },
+  if_nametoindex: { parameters: ["buffer"], result: "u32" },
+  strerror: { parameters: ["i32"], result: "pointer" },
+  __errno_location: { parameters: [], result: "pointer" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+/** libc, opened by {@linkcode openLibc}; close it when done. */
+export type Libc = Deno.DynamicLibrary<typeof SYMBOLS>;
+
+/**
+ * Opens libc. Without `--allow-ffi` it throws a `Deno.errors.NotCapable` that says so in one
+ * line, rather than prompting.
+ *
+ * @example
+ * ```ts ignore
+ * import { openLibc } from "./libc.ts";
+ * const libc = openLibc();
+ * try {
+ *   console.log(libc.symbols.if_nametoindex(new TextEncoder().encode("lo\0")));
+ * } finally {
+ *   libc.close();
+ * }
+ * ```
+ */
+export function openLibc(): Libc {
+  if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
+    throw new Deno.errors.NotCapable(
+      "Raw sockets reach libc through FFI: run again with the --allow-ffi flag (and as root)",
+    );
+  }
+  return Deno.dlopen("libc.so.6", SYMBOLS);
+}
+
+/** A failed libc call, with its `errno`. */
+export class OsError extends Error {
+  /** The call that failed, e.g. `socket`. */
+  readonly call: string;
+  /** The `errno` value. */
+  readonly errno: number;
+  /** Its symbolic name where known, e.g. `EPERM`, else `errno 123`. */
+  readonly code: string;
+
+  constructor(call: string, errno: number, description: string, hint?: string) {
+    const code = ERRNO_NAMES[errno] ?? `errno ${errno}`;
+    super(`${call}() failed: ${description} (${code})${hint ? `: ${hint}` : ""}`);
+    this.name = "OsError";
+    this.call = call;
+    this.errno = errno;
+    this.code = code;
+  }
+}
+
+/** The calling thread's `errno`; read it right after the failed call. */
+export function errno(libc: Libc): number {
+  const location = libc.symbols.__errno_location();
+  return location === null ? 0 : new Deno.UnsafePointerView(location).getInt32();
+}
+
+/**
+ * The error for a call that just failed on this thread. `EPERM` and `EACCES` from `socket`
+ * explain that raw sockets need privileges. Prefer {@linkcode callOrThrow} for calls that are
+ * safe to repeat.
+ */
+export function lastError(libc: Libc, call: string): OsError {
+  return errorFor(libc, call, errno(libc));
+}
+
+/**
+ * Runs a libc call that is safe to repeat (`socket`, `setsockopt`, `bind`, a non-blocking
+ * `recvfrom`) and returns its non-negative result, or throws its error. The runtime may run
+ * its own code between the call and the read of `errno` and change it (rarely: about 1 in 150
+ * failures here), so a failure is repeated until two reads of `errno` agree.
+ */
+export function callOrThrow(libc: Libc, call: string, fn: () => number): number {
+  let previous = -1;
+  for (let attempt = 0; attempt < 4; attempt++) {
+    const result = fn();
+    if (result >= 0) return result;
+    const code = errno(libc);
+    if (code === previous) break;
+    previous = code;
+  }
+  throw errorFor(libc, call, previous);
+}
+
+function errorFor(libc: Libc, call: string, code: number): OsError {
+  const text = libc.symbols.strerror(code);
+  const description = text === null ? "unknown error" : Deno.UnsafePointerView.getCString(text);
+  const denied = call === "socket" && (code === 1 || code === 13);
+  return new OsError(call, code, description, denied ? RAW_DENIED : undefined);
+}
+
+const RAW_DENIED = "raw sockets need root or CAP_NET_RAW";
+
+const ERRNO_NAMES: Record<number, string> = {
+  1: "EPERM",
+  4: "EINTR",
+  9: "EBADF",
+  11: "EAGAIN",
+  12: "ENOMEM",
+  13: "EACCES",
+  14: "EFAULT",
+  19: "ENODEV",
+  22: "EINVAL",
+  24: "EMFILE",
+  90: "EMSGSIZE",
+  93: "EPROTONOSUPPORT",
+  97: "EAFNOSUPPORT",
+  99: "EADDRNOTAVAIL",
+  100: "ENETDOWN",
+  101: "ENETUNREACH",
+  105: "ENOBUFS",
+  113: "EHOSTUNREACH",
+};

@@ -1,0 +1,299 @@
+/**
+ * Raw sockets end to end over FFI, on loopback only: ping, SYN probes and the sniffer. These
+ * need root (or CAP_NET_RAW); without it they are skipped with a message. The checks that the
+ * scripts fail with one clear line run everywhere.
+ */
+import { assert, assertEquals, assertMatch } from "@std/assert";
+import { hasPeer, isRoot, runScript, spawnScript } from "./_process.ts";
+import { ping } from "../scripts/raw_ping.ts";
+import { sendSyn } from "../scripts/raw_syn.ts";
+import { sniff } from "../scripts/raw_sniff.ts";
+
+const root = isRoot();
+if (!root) console.warn("skipping raw socket tests: they need root (run the tests as root)");
+const FFI = ["--allow-ffi"];
+const SCRIPTS = ["raw_ping.ts", "raw_syn.ts", "raw_sniff.ts"];
+/** Flags that make each script do one thing and exit, should the socket open after all. */
+const QUICK_ARGS: Record<string, string[]> = {
+  "raw_ping.ts": ["--count", "1"],
+  "raw_syn.ts": [],
+  "raw_sniff.ts": ["--count", "1"],
+};
+
+function scriptPath(name: string): string {
+  return new URL(`../scripts/${name}`, import.meta.url).pathname;
+}
+
+/** A source port for a probe, away from the ports tests listen on. */
+function probePort(): number {
+  return 40000 + Math.floor(Math.random() * 20000);
+}
+
+/** A free port that nothing listens on any more. */
+function closedPort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr;
+  listener.close();
+  return port;
+}
+
+Deno.test({
+  name: "ping() gets a reply from 127.0.0.1 for every request",
+  ignore: !root,
+  async fn() {
+    const events: string[] = [];
+    const summary = await ping({
+      count: 3,
+      interval: 20,
+      timeout: 5000,
+      size: 100,
+      onEvent: (event) => events.push(event.event),
+    });
+    assertEquals(events, ["start", "reply", "reply", "reply"]);
+    assertEquals([summary.transmitted, summary.received, summary.lossPercent], [3, 3, 0]);
+    assertEquals(summary.times.length, 3);
+    assert(summary.minMs! <= summary.avgMs! && summary.avgMs! <= summary.maxMs!);
+  },
+});
+
+Deno.test({
+  name: "raw_ping.ts prints a line per reply and a summary like ping",
+  ignore: !root,
+  async fn() {
+    const result = await runScript("raw_ping.ts", ["--count", "2", "--interval", "50ms"], {
+      permissions: FFI,
+    });
+    assertEquals(result.code, 0, result.stderr);
+    const lines = result.stdout.trimEnd().split("\n");
+    assertEquals(lines[0], "PING 127.0.0.1 56(84) bytes of data.");
+    assertMatch(lines[1], /^64 bytes from 127\.0\.0\.1: icmp_seq=1 ttl=\d+ time=\d+\.\d{3} ms$/);
+    assertMatch(lines[2], /^64 bytes from 127\.0\.0\.1: icmp_seq=2 ttl=\d+ time=\d+\.\d{3} ms$/);
+    assertEquals(lines.slice(3, 6), [
+      "",
+      "--- 127.0.0.1 ping statistics ---",
+      "2 packets transmitted, 2 received, 0% packet loss",
+    ]);
+    assertMatch(lines[6], /^rtt min\/avg\/max\/mdev = [\d.]+\/[\d.]+\/[\d.]+\/[\d.]+ ms$/);
+    assertEquals(result.stderr, "");
+  },
+});
+
+Deno.test({
+  name: "raw_ping.ts prints the summary when stopped with SIGINT",
+  ignore: !root,
+  async fn() {
+    await using script = spawnScript("raw_ping.ts", ["--count", "0", "--interval", "50ms", "-q"], {
+      permissions: FFI,
+    });
+    await script.waitForStdout(/^PING 127\.0\.0\.1/m);
+    const result = await script.stop("SIGINT");
+    assertEquals(result.code, 0, result.stderr);
+    assertMatch(result.stdout, /^\d+ packets transmitted, \d+ received, [\d.]+% packet loss$/m);
+  },
+});
+
+Deno.test({
+  name: "sendSyn() gets a SYN-ACK from a port where a listener waits",
+  ignore: !root,
+  async fn() {
+    using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const result = await sendSyn({
+      dstPort: listener.addr.port,
+      srcPort: probePort(),
+      listenReply: true,
+      timeout: 5000,
+    });
+    assertEquals(result.reply?.kind, "syn-ack");
+    assertEquals(result.reply?.flags, "S.");
+    assertEquals(result.reply?.ack, (result.seq + 1) >>> 0);
+  },
+});
+
+Deno.test({
+  name: "sendSyn() gets a RST from a closed port",
+  ignore: !root,
+  async fn() {
+    const payload = new TextEncoder().encode("Hello, how are you");
+    const result = await sendSyn({
+      dstPort: closedPort(),
+      srcPort: probePort(),
+      payload,
+      listenReply: true,
+      timeout: 5000,
+    });
+    assertEquals(result.packet.length, 20 + 20 + payload.length);
+    assertEquals(result.reply?.kind, "rst");
+    // A RST acknowledges the SYN and the data it carried.
+    assertEquals(result.reply?.ack, (result.seq + 1 + payload.length) >>> 0);
+  },
+});
+
+Deno.test({
+  name: "raw_syn.ts reports an open port and a closed one",
+  ignore: !root,
+  async fn() {
+    using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const open = await runScript("raw_syn.ts", [
+      "--dport",
+      String(listener.addr.port),
+      "--sport",
+      String(probePort()),
+      "--listen-reply",
+      "--timeout",
+      "5s",
+    ], { permissions: FFI });
+    assertEquals(open.code, 0, open.stderr);
+    assertMatch(
+      open.stdout,
+      /^Sent SYN 127\.0\.0\.1:\d+ > 127\.0\.0\.1:\d+ seq \d+ \(40 bytes\)$/m,
+    );
+    assertMatch(open.stdout, /^Reply from 127\.0\.0\.1:\d+: SYN-ACK: port open \[S\.\]/m);
+
+    const closed = await runScript("raw_syn.ts", [
+      "--dport",
+      String(closedPort()),
+      "--sport",
+      String(probePort()),
+      "--listen-reply",
+      "--json",
+    ], { permissions: FFI });
+    assertEquals(closed.code, 0, closed.stderr);
+    const [sent, reply] = closed.stdout.trimEnd().split("\n").map((line) => JSON.parse(line));
+    assertEquals(sent.event, "sent");
+    assertEquals([reply.event, reply.kind, reply.flags], ["reply", "rst", "R."]);
+  },
+});
+
+Deno.test({
+  name: "raw_sniff.ts decodes the ports and payload of a datagram from udp_send.ts",
+  ignore: !root,
+  async fn() {
+    // A bound receiver, so the datagram is delivered rather than answered with an ICMP error.
+    const receiver = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+    try {
+      const port = (receiver.addr as Deno.NetAddr).port;
+      await using script = spawnScript("raw_sniff.ts", [
+        "--proto",
+        "udp",
+        "--port",
+        String(port),
+        "--count",
+        "1",
+        "--json",
+      ], { permissions: FFI });
+      await script.waitForStderr(/^Listening on lo$/m);
+      const sent = await runScript("udp_send.ts", [
+        "--port",
+        String(port),
+        "--message",
+        "Hello, World!",
+      ], { permissions: ["--allow-net=127.0.0.1"] });
+      assertEquals(sent.code, 0, sent.stderr);
+      const [, from] = await receiver.receive();
+      const result = await script.result();
+      assertEquals(result.code, 0, result.stderr);
+      const frame = JSON.parse(result.stdout);
+      assertEquals(frame.protocol, "udp");
+      assertEquals([frame.src, frame.dst], ["127.0.0.1", "127.0.0.1"]);
+      assertEquals(frame.srcPort, (from as Deno.NetAddr).port);
+      assertEquals(frame.dstPort, port);
+      assertEquals([frame.payloadLength, frame.payload], [13, "Hello, World!"]);
+      assertEquals(result.stderr, "Listening on lo\n1 frame captured\n");
+    } finally {
+      receiver.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "raw_sniff.ts stops on SIGINT while it waits for frames",
+  ignore: !root,
+  async fn() {
+    await using script = spawnScript("raw_sniff.ts", ["--port", String(closedPort())], {
+      permissions: FFI,
+    });
+    await script.waitForStderr(/^Listening on lo$/m);
+    const result = await script.stop("SIGINT");
+    assertEquals(result.code, 0, result.stderr);
+    assertEquals(result.stdout, "");
+    assertEquals(result.stderr, "Listening on lo\n0 frames captured\n");
+  },
+});
+
+Deno.test({
+  name: "sniff() sees a SYN and its RST on lo, each once",
+  ignore: !root,
+  async fn() {
+    const dstPort = closedPort();
+    const srcPort = probePort();
+    const controller = new AbortController();
+    // Ends the capture if the frames never come, so the test fails instead of hanging.
+    const timer = setTimeout(() => controller.abort(), 10_000);
+    const { promise: listening, resolve } = Promise.withResolvers<void>();
+    const frames = sniff({
+      protocol: "tcp",
+      port: dstPort,
+      count: 2,
+      signal: controller.signal,
+      onListening: resolve,
+    });
+    const collected = Array.fromAsync(frames, ({ frame }) => frame);
+    try {
+      await Promise.race([listening, collected]);
+      await sendSyn({ dstPort, srcPort, listenReply: true, timeout: 5000 });
+      const [syn, rst] = await collected;
+      assertEquals([syn?.srcPort, syn?.dstPort, syn?.flags], [srcPort, dstPort, "S"]);
+      assertEquals([rst?.srcPort, rst?.dstPort, rst?.flags], [dstPort, srcPort, "R."]);
+    } finally {
+      controller.abort();
+      clearTimeout(timer);
+      await collected.catch(() => {});
+    }
+  },
+});
+
+for (const name of SCRIPTS) {
+  Deno.test(`${name} without --allow-ffi exits 1 with one line saying so`, async () => {
+    const result = await runScript(name, [], { permissions: [] });
+    assertEquals(result.code, 1);
+    assertEquals(result.stdout, "");
+    assertEquals(
+      result.stderr,
+      `${name.slice(0, -3)}: Raw sockets reach libc through FFI: run again with the --allow-ffi ` +
+        "flag (and as root)\n",
+    );
+  });
+
+  Deno.test({
+    name: `${name} without CAP_NET_RAW exits 1 with one line saying so`,
+    ignore: root && !hasPeer("setpriv"),
+    async fn() {
+      // As root, drop the capability from the bounding set; as anyone else, just run it.
+      const deno = [Deno.execPath(), "run", "--allow-ffi", scriptPath(name), ...QUICK_ARGS[name]];
+      const [program, ...args] = root ? ["setpriv", "--bounding-set=-net_raw", ...deno] : deno;
+      const command = new Deno.Command(program, {
+        args,
+        stdout: "piped",
+        stderr: "piped",
+        env: { NO_COLOR: "1" },
+      });
+      const output = await command.output();
+      const stderr = new TextDecoder().decode(output.stderr);
+      assertEquals(output.code, 1, stderr);
+      assertEquals(
+        stderr,
+        `${name.slice(0, -3)}: socket() failed: Operation not permitted (EPERM): ` +
+          "raw sockets need root or CAP_NET_RAW\n",
+      );
+    },
+  });
+
+  Deno.test(`${name} --help prints usage and exits 0; a bad flag exits 2`, async () => {
+    const help = await runScript(name, ["--help"], { permissions: [] });
+    assertEquals(help.code, 0);
+    assertMatch(help.stdout, new RegExp(`^Usage: ${name} \\[options\\]`));
+    const bad = await runScript(name, ["--bogus"], { permissions: [] });
+    assertEquals(bad.code, 2);
+    assertEquals(bad.stderr, `${name.slice(0, -3)}: Unknown flag "--bogus" (see --help)\n`);
+  });
+}
