@@ -24,6 +24,9 @@ import { claimUnixPath, releaseUnixPath } from "../lib/unix_path.ts";
 
 /** Big enough for any UDP datagram (the IPv4 payload limit is 65507, IPv6's 65527). */
 const RECEIVE_BUFFER_BYTES = 65536;
+/** After a stop, datagrams already queued in the kernel are still read and printed until
+ * none has arrived for this long. */
+const DRAIN_QUIET_MS = 50;
 
 /** Options for {@linkcode receiveDatagrams}. */
 export interface ReceiveOptions {
@@ -42,8 +45,9 @@ export interface ReceiveOptions {
 }
 
 /**
- * Binds and yields every datagram with its sender until `count` is reached or `signal` aborts;
- * the socket is closed when the iteration ends, however it ends. The yielded bytes are only
+ * Binds and yields every datagram with its sender until `count` is reached or `signal` aborts
+ * (then what is already queued is still yielded); the socket is closed when the iteration
+ * ends, however it ends. The yielded bytes are only
  * valid until the next iteration (one buffer is reused).
  *
  * @example Receiving one datagram
@@ -73,24 +77,55 @@ export async function* receiveDatagrams(
   } catch (error) {
     throw withAddress(error, path === undefined ? formatHostPort(hostname, port) : `unix:${path}`);
   }
-  const stop = closeOnce(socket);
+  const close = closeOnce(socket);
+  const drain = new DrainTimer(close);
+  const stop = () => drain.start();
   signal?.addEventListener("abort", stop, { once: true });
   try {
     options.onListen?.(socket.addr);
+    if (signal?.aborted) stop();
     const buffer = new Uint8Array(RECEIVE_BUFFER_BYTES);
-    for (let received = 0; received < count && !signal?.aborted; received++) {
+    for (let received = 0; received < count; received++) {
       let datagram: [Uint8Array, Deno.Addr];
       try {
         datagram = await socket.receive(buffer);
       } catch (error) {
-        if (signal?.aborted && isPeerGone(error)) return;
+        if (drain.started && isPeerGone(error)) return;
         throw error;
       }
+      drain.extend();
       yield datagram;
     }
   } finally {
     signal?.removeEventListener("abort", stop);
-    stop();
+    drain.clear();
+    close();
+  }
+}
+
+/** Closes the socket once it has been quiet for {@linkcode DRAIN_QUIET_MS} after a stop. */
+class DrainTimer {
+  started = false;
+  #timer?: ReturnType<typeof setTimeout>;
+  #close: () => void;
+
+  constructor(close: () => void) {
+    this.#close = close;
+  }
+
+  start(): void {
+    this.started = true;
+    this.extend();
+  }
+
+  extend(): void {
+    if (!this.started) return;
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(this.#close, DRAIN_QUIET_MS);
+  }
+
+  clear(): void {
+    clearTimeout(this.#timer);
   }
 }
 

@@ -253,3 +253,34 @@ export async function runPeer(
 export function isRoot(): boolean {
   return Deno.uid() === 0;
 }
+
+/** A peer program that prints the port it bound on its first line. */
+export interface PortPeer extends AsyncDisposable {
+  port: number;
+  /** Everything it printed after the first line, once it has exited. */
+  rest(): Promise<string>;
+}
+
+/** Starts `program args` and waits for the port it prints on its first line. */
+export async function startPortPeer(program: string, args: string[]): Promise<PortPeer> {
+  const child = new Deno.Command(program, { args, stdout: "piped", stderr: "null" }).spawn();
+  const stdout = new TextCollector(child.stdout);
+  let ended = false;
+  const status = child.status.finally(() => ended = true);
+  const [line] = await stdout.waitFor(/^.*\n/, () => ended);
+  return {
+    port: Number(line.trim()),
+    async rest() {
+      await status;
+      await stdout.done;
+      return stdout.text.slice(line.length);
+    },
+    async [Symbol.asyncDispose]() {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* already ended */ }
+      await status;
+      await stdout.done;
+    },
+  };
+}
