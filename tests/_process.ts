@@ -17,6 +17,7 @@ export interface ScriptResult {
 /** Gathers a stream's text as it arrives and lets a test wait for a line matching a pattern. */
 class TextCollector {
   text = "";
+  finished = false;
   #waiters = new Set<() => void>();
   readonly done: Promise<void>;
 
@@ -29,6 +30,7 @@ class TextCollector {
       this.text += chunk;
       for (const wake of this.#waiters) wake();
     }
+    this.finished = true;
     for (const wake of this.#waiters) wake();
   }
 
@@ -37,7 +39,9 @@ class TextCollector {
     while (true) {
       const match = completeLines(this.text).match(pattern);
       if (match) return match;
-      if (ended()) throw new Error(`Stream ended without a line matching ${pattern}`);
+      if (this.finished || ended()) {
+        throw new Error(`Stream ended without a line matching ${pattern}`);
+      }
       const { promise, resolve } = Promise.withResolvers<void>();
       this.#waiters.add(resolve);
       await promise;
