@@ -77,8 +77,9 @@ function firstLine(text: string): string {
 }
 
 /**
- * Whether `error` means the peer went away (reset, broken pipe, closed resource): the end of
- * one connection, never of a server.
+ * Whether `error` means the peer went away (reset, broken pipe, closed resource) or broke the
+ * connection's TLS (a failed handshake or record: `InvalidData`): the end of one connection,
+ * never of a server.
  *
  * @example
  * ```ts
@@ -92,7 +93,8 @@ export function isPeerGone(error: unknown): boolean {
     error instanceof Deno.errors.BadResource ||
     error instanceof Deno.errors.UnexpectedEof ||
     error instanceof Deno.errors.NotConnected ||
-    error instanceof Deno.errors.Interrupted;
+    error instanceof Deno.errors.Interrupted ||
+    error instanceof Deno.errors.InvalidData;
 }
 
 /**

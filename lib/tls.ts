@@ -295,7 +295,11 @@ export function isTlsFailure(error: unknown): boolean {
 }
 
 const HINTS: [RegExp, string][] = [
-  [/UnknownIssuer/, "the certificate is not signed by a trusted CA: trust its CA with --ca FILE"],
+  // BadSignature: a CA of the trusted name did not sign it (another CA with the same name did).
+  [
+    /UnknownIssuer|BadSignature/,
+    "the certificate is not signed by a trusted CA: trust its CA with --ca FILE",
+  ],
   [
     /NotValidForName|not valid for name/,
     "the certificate does not name this host (--insecure skips that check)",
@@ -329,7 +333,7 @@ export function explainTlsError(error: unknown, peer?: string): unknown {
   if (hint === undefined) return error;
   const where = peer === undefined ? "TLS" : `TLS handshake with ${peer}`;
   let message = `${where} failed: ${hint} (${describeError(error)})`;
-  if (peer !== undefined && /UnknownIssuer|CaUsedAsEndEntity/.test(error.message)) {
+  if (peer !== undefined && /UnknownIssuer|BadSignature|CaUsedAsEndEntity/.test(error.message)) {
     const host = peer.replace(/:\d+$/, "").replace(/^\[(.*)\]$/, "$1");
     message += `; to skip verification: deno run --unsafely-ignore-certificate-errors=${host}`;
   }

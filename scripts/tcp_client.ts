@@ -12,6 +12,7 @@ import { formatHostPort } from "../lib/address.ts";
 import { printError, printLine, runMain } from "../lib/cli.ts";
 import { withAddress } from "../lib/errors.ts";
 import { escapeBytes } from "../lib/escape.ts";
+import { clientTlsFromFlags, type ClientTlsOptions, connectTlsOrTcp } from "../lib/tls.ts";
 import {
   parseDuration,
   parseFlags,
@@ -30,7 +31,7 @@ export interface ClientOptions {
   /** Connect to a Unix stream socket at this path instead of TCP. */
   path?: string;
   /** TLS trust and ALPN; when given, the connection is TLS. */
-  tls?: { caCerts?: string[]; alpnProtocols?: string[] };
+  tls?: ClientTlsOptions;
   /** Bytes to send (then shut down the sending side, like `nc -N`) before reading. */
   send?: Uint8Array;
   /** Stop reading after this many bytes. @default {1048576} */
@@ -76,7 +77,7 @@ async function connect(options: ClientOptions): Promise<Deno.Conn> {
   const signal = options.timeout ? AbortSignal.timeout(options.timeout) : undefined;
   try {
     if (path !== undefined) return await Deno.connect({ transport: "unix", path });
-    if (options.tls) return await Deno.connectTls({ hostname, port, ...options.tls });
+    if (options.tls) return await connectTlsOrTcp({ hostname, port, tls: options.tls });
     return await Deno.connect({ hostname, port, signal });
   } catch (error) {
     if (signal?.aborted) {
@@ -149,6 +150,9 @@ Options:
   --max-bytes SIZE   stop reading after SIZE bytes (k, M units) [default: 1M]
   --timeout DUR      give up connecting or waiting for data after DUR (500ms, 5s)
   --raw              write the bytes as received, without escaping control characters
+  --tls              connect with TLS; --ca FILE trusts a CA (PEM; needs --allow-read)
+  --alpn P1,P2       ALPN protocols to offer with --tls (repeatable)
+  --insecure         with --tls, skip the host name check (not the certificate chain)
   -h, --help         show this help
 
 Run:    deno run --allow-net=127.0.0.1:12345 scripts/tcp_client.ts
@@ -156,13 +160,15 @@ Try it: deno task tcp-server, then this`;
 
 async function main(args: string[]): Promise<void> {
   const flags = parseFlags(args, {
-    string: ["host", "port", "unix", "send", "max-bytes", "timeout"],
-    boolean: ["raw", "help"],
+    string: ["host", "port", "unix", "send", "max-bytes", "timeout", "ca"],
+    boolean: ["raw", "tls", "insecure", "help"],
+    collect: ["alpn"],
     alias: { h: "help" },
   });
   if (flags.help) return printLine(USAGE);
   rejectTogether(flags, ["unix", "host"]);
   rejectTogether(flags, ["unix", "port"]);
+  rejectTogether(flags, ["unix", "tls"]);
   const maxBytes = parseSize(flags["max-bytes"] ?? "1M", "--max-bytes", { max: 1024 ** 3 });
   const result = await fetchGreeting({
     hostname: parseHost(flags.host ?? "127.0.0.1"),
@@ -171,6 +177,7 @@ async function main(args: string[]): Promise<void> {
     send: flags.send === undefined ? undefined : new TextEncoder().encode(flags.send),
     maxBytes,
     timeout: flags.timeout === undefined ? undefined : parseDuration(flags.timeout, "--timeout"),
+    tls: await clientTlsFromFlags(flags),
   });
   if (flags.raw) await Deno.stdout.write(result.data);
   else printLine(escapeBytes(result.data, { keepLineBreaks: true }));

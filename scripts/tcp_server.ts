@@ -11,6 +11,7 @@ import { formatAddr, formatHostPort } from "../lib/address.ts";
 import { printLine, runMain, stopSignal } from "../lib/cli.ts";
 import { closeOnce, isPeerGone, withAddress } from "../lib/errors.ts";
 import { parseCount, parseFlags, parseHost, parsePort, rejectTogether } from "../lib/flags.ts";
+import { listenTlsOrTcp, serverTlsFromFlags, type ServerTlsOptions } from "../lib/tls.ts";
 import { claimUnixPath, releaseUnixPath } from "../lib/unix_path.ts";
 
 /** Options for {@linkcode serveGreeting}. */
@@ -22,7 +23,7 @@ export interface GreetingServerOptions {
   /** Bind a Unix stream socket at this path instead of TCP. */
   path?: string;
   /** TLS certificate and key (PEM); when given, connections are TLS. */
-  tls?: { cert: string; key: string; alpnProtocols?: string[] };
+  tls?: ServerTlsOptions;
   /** Pending connections the kernel queues before refusing more (`listen(5)`). @default {5} */
   backlog?: number;
   /** What each client is sent. @default {"Thank you for connecting"} */
@@ -88,8 +89,7 @@ function listen(options: GreetingServerOptions): Deno.Listener {
   const { path, hostname = "127.0.0.1", port = 12345, backlog = 5 } = options;
   try {
     if (path !== undefined) return Deno.listen({ transport: "unix", path });
-    if (options.tls) return Deno.listenTls({ hostname, port, ...options.tls, tcpBacklog: backlog });
-    return Deno.listen({ hostname, port, tcpBacklog: backlog });
+    return listenTlsOrTcp({ hostname, port, tcpBacklog: backlog, tls: options.tls });
   } catch (error) {
     throw withAddress(error, path === undefined ? formatHostPort(hostname, port) : `unix:${path}`);
   }
@@ -159,6 +159,8 @@ Options:
   --backlog N       pending connections queued by the kernel   [default: 5]
   --message TEXT    what each client is sent                   [default: Thank you for connecting]
   --count N         exit after greeting N clients
+  --tls             serve TLS, with --cert FILE and --key FILE (PEM; needs --allow-read)
+  --alpn P1,P2      ALPN protocols to offer with --tls (repeatable)
   --quiet           print nothing per connection
   --json            print one JSON object per connection
   -h, --help        show this help
@@ -168,13 +170,15 @@ Try it: nc 127.0.0.1 12345`;
 
 async function main(args: string[]): Promise<void> {
   const flags = parseFlags(args, {
-    string: ["host", "port", "unix", "backlog", "message", "count"],
-    boolean: ["quiet", "json", "help"],
+    string: ["host", "port", "unix", "backlog", "message", "count", "cert", "key"],
+    boolean: ["quiet", "json", "tls", "help"],
+    collect: ["alpn"],
     alias: { h: "help" },
   });
   if (flags.help) return printLine(USAGE);
   rejectTogether(flags, ["unix", "host"]);
   rejectTogether(flags, ["unix", "port"]);
+  rejectTogether(flags, ["unix", "tls"]);
   rejectTogether(flags, ["quiet", "json"]);
   const options: GreetingServerOptions = {
     hostname: parseHost(flags.host ?? "127.0.0.1"),
@@ -183,6 +187,7 @@ async function main(args: string[]): Promise<void> {
     backlog: parseCount(flags.backlog ?? "5", "--backlog", { max: 65535 }),
     message: flags.message,
     count: flags.count === undefined ? undefined : parseCount(flags.count, "--count"),
+    tls: await serverTlsFromFlags(flags),
   };
 
   using stop = stopSignal();

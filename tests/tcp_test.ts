@@ -2,6 +2,7 @@ import { assert, assertEquals, assertMatch, assertStringIncludes } from "@std/as
 import { fetchGreeting } from "../scripts/tcp_client.ts";
 import { serveGreeting } from "../scripts/tcp_server.ts";
 import { hasPeer, runPeer, runScript, spawnScript, startPortPeer } from "./_process.ts";
+import { createTestCertificates, hasOpenssl } from "./_tls.ts";
 
 const NET = ["--allow-net=127.0.0.1"];
 const decoder = new TextDecoder();
@@ -249,5 +250,64 @@ Deno.test({
     const nc = await runPeer("nc", ["-N", "127.0.0.1", `${port}`], { stdin: "" });
     assertEquals(decoder.decode(nc.stdout), "Thank you for connecting");
     assert((await server.result()).code === 0);
+  },
+});
+
+Deno.test({
+  name: "tcp_server.ts --tls greets tcp_client.ts --tls --ca, and openssl s_client verifies it",
+  ignore: !hasOpenssl(),
+  async fn() {
+    await using certs = await createTestCertificates();
+    const read = `--allow-read=${certs.dir}`;
+    await using server = spawnScript(
+      "tcp_server.ts",
+      ["--port", "0", "--tls", "--cert", certs.certFile, "--key", certs.keyFile, "--count", "2"],
+      { permissions: [...NET, read] },
+    );
+    const port = await server.listeningPort();
+    const client = await runScript(
+      "tcp_client.ts",
+      ["--port", `${port}`, "--tls", "--ca", certs.caFile],
+      { permissions: [...NET, read] },
+    );
+    assertEquals(client.stdout, "Thank you for connecting\n");
+    assertEquals(client.code, 0);
+    const sClient = await runPeer("openssl", [
+      "s_client",
+      "-connect",
+      `127.0.0.1:${port}`,
+      "-CAfile",
+      certs.caFile,
+      "-verify_return_error",
+      "-verify_ip",
+      "127.0.0.1",
+      "-quiet",
+    ], { stdin: "" });
+    assertEquals(decoder.decode(sClient.stdout), "Thank you for connecting");
+    assertEquals((await server.result()).code, 0);
+  },
+});
+
+Deno.test({
+  name: "tcp_client.ts --tls refuses a server its --ca does not vouch for, in one line",
+  ignore: !hasOpenssl(),
+  async fn() {
+    await using trusted = await createTestCertificates();
+    await using other = await createTestCertificates();
+    const server = serveGreeting({
+      port: 0,
+      count: 1,
+      tls: { cert: other.cert, key: other.key },
+    });
+    const { port } = server.addr as Deno.NetAddr;
+    const client = await runScript(
+      "tcp_client.ts",
+      ["--port", `${port}`, "--tls", "--ca", trusted.caFile],
+      { permissions: [...NET, `--allow-read=${trusted.dir}`] },
+    );
+    await server.finished;
+    assertEquals(client.code, 1);
+    assertEquals(client.stderr.trim().split("\n").length, 1);
+    assertStringIncludes(client.stderr, "not signed by a trusted CA: trust its CA with --ca FILE");
   },
 });
