@@ -14,12 +14,15 @@
  *
  *   deno run --allow-net=127.0.0.1:10000 scripts/echo_bench.ts --mode pingpong --connections 50
  *
- * (`--unix PATH` needs `--allow-read=PATH --allow-write=PATH` instead of `--allow-net`.)
- * Try it: `socat TCP-LISTEN:10000,fork,reuseaddr EXEC:cat` in another terminal, then the line above.
+ * (`--unix PATH` needs `--allow-net=unix:PATH --allow-read=PATH --allow-write=PATH`; `--tls
+ * --ca FILE` adds `--allow-read=FILE`.)
+ * Try it: `deno task echo-server --quiet`, or `socat TCP-LISTEN:10000,bind=127.0.0.1,fork,reuseaddr
+ * EXEC:cat`, in another terminal, then the line above.
  * @module
  */
 import { Buffer } from "node:buffer";
 import process from "node:process";
+import { clientTlsFromFlags, type ClientTlsOptions, connectTlsOrTcp } from "../lib/tls.ts";
 import { formatAddr, formatHostPort } from "../lib/address.ts";
 import { printError, printLine, runMain, stopSignal } from "../lib/cli.ts";
 import { describeError, EXIT_OK, EXIT_RUNTIME, UsageError } from "../lib/errors.ts";
@@ -49,6 +52,8 @@ export interface BenchOptions {
   port?: number;
   /** Connect to this Unix socket instead of TCP. */
   path?: string;
+  /** TLS trust and ALPN; when given, every connection is TLS. */
+  tls?: ClientTlsOptions;
   /** How many connections to open. @default {1} */
   connections?: number;
   /** Bytes per message (pingpong, hold) or per write (bulk). @default {64, or 65536 in bulk} */
@@ -559,9 +564,10 @@ async function openConnections(
       try {
         const conn = options.path !== undefined
           ? await Deno.connect({ transport: "unix", path: options.path })
-          : await Deno.connect({
+          : await connectTlsOrTcp({
             hostname: options.hostname ?? "127.0.0.1",
             port: options.port ?? 10000,
+            tls: options.tls,
           });
         // Small messages must leave at once, not wait for Nagle's algorithm.
         if ("setNoDelay" in conn) conn.setNoDelay(true);
@@ -756,6 +762,9 @@ Options:
   --timeout TIME       fail a connection whose round trip (bulk: echo) stalls
                        this long (default 5s)
   --parallel N         connection attempts at once (default 100)
+  --tls                connect with TLS; --ca FILE trusts a CA (needs --allow-read)
+  --alpn P1,P2         ALPN protocols to offer with --tls (repeatable)
+  --insecure           with --tls, skip the host name check (not the chain)
   --json               print one JSON object per line: each phase as it starts
                        (warmup, measuring, holding, draining), then the result
   -h, --help           show this help
@@ -776,8 +785,10 @@ async function main(args: string[]): Promise<number> {
       "warmup",
       "timeout",
       "parallel",
+      "ca",
     ],
-    boolean: ["json", "help"],
+    boolean: ["json", "tls", "insecure", "help"],
+    collect: ["alpn"],
     alias: { h: "help" },
   });
   if (flags.help) {
@@ -786,6 +797,7 @@ async function main(args: string[]): Promise<number> {
   }
   rejectTogether(flags, ["unix", "host"]);
   rejectTogether(flags, ["unix", "port"]);
+  rejectTogether(flags, ["unix", "tls"]);
   const mode = (flags.mode ?? "pingpong") as BenchMode;
   if (!BENCH_MODES.includes(mode)) {
     throw new UsageError(
@@ -803,6 +815,7 @@ async function main(args: string[]): Promise<number> {
     hostname: flags.host === undefined ? undefined : parseHost(flags.host),
     port: flags.port === undefined ? undefined : parsePort(flags.port),
     path: flags.unix,
+    tls: await clientTlsFromFlags(flags),
     connections: flags.connections === undefined
       ? undefined
       : parseCount(flags.connections, "--connections", { max: 1_000_000 }),
