@@ -33,6 +33,8 @@ async function isLive(path: string): Promise<boolean> {
     conn.close();
     return true;
   } catch (error) {
+    // A missing permission says nothing about the socket: report it as it is.
+    if (error instanceof Deno.errors.NotCapable) throw error;
     return !(error instanceof Deno.errors.ConnectionRefused);
   }
 }

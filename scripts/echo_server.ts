@@ -1,0 +1,160 @@
+/**
+ * Multiplexed echo server — PyMOTW's `select()` echo server: one loop serves every connection,
+ * keeps what each one still has to send, and narrates each step. Unlike the original it bounds
+ * every queue, finishes echoing after a half-close, survives resets, limits connections and
+ * idle time, and drains before it stops on Ctrl-C.
+ *
+ * Run:    deno run --allow-net=127.0.0.1:10000 scripts/echo_server.ts
+ * Unix:   deno run --allow-read=/tmp/echo.sock --allow-write=/tmp/echo.sock \
+ *           --allow-net=unix:/tmp/echo.sock scripts/echo_server.ts --unix /tmp/echo.sock
+ * Try it: nc 127.0.0.1 10000   (or `deno task echo-client`)
+ *
+ * @module
+ */
+import { formatAddr } from "../lib/address.ts";
+import { printError, printLine, runMain, stopSignal } from "../lib/cli.ts";
+import { describeError } from "../lib/errors.ts";
+import { escapeBytes } from "../lib/escape.ts";
+import {
+  parseCount,
+  parseDuration,
+  parseFlags,
+  parseHost,
+  parsePort,
+  parseSize,
+  rejectTogether,
+} from "../lib/flags.ts";
+import { claimUnixPath } from "../lib/unix_path.ts";
+import { serveEcho, type ServeEchoOptions, type ServerEvent } from "../lib/echo/mod.ts";
+
+export { type EchoServer, serveEcho, type ServeEchoOptions } from "../lib/echo/mod.ts";
+
+/** How much of a message a narration line shows. */
+const SHOWN_BYTES = 72;
+
+/** One narration line per event, in the words of the original. */
+export function narrate(event: ServerEvent): string {
+  switch (event.type) {
+    case "connection":
+      return `new connection from ${formatAddr(event.peer)}`;
+    case "received":
+      return `received "${show(event.bytes)}" from ${formatAddr(event.peer)}`;
+    case "sending":
+      return `sending "${show(event.bytes)}" to ${formatAddr(event.peer)}`;
+    case "refused":
+      return `refusing ${formatAddr(event.peer)}: too many connections`;
+    case "closing": {
+      const why = event.reason === "idle"
+        ? " (idle)"
+        : event.reason === "stop"
+        ? " (server stopping)"
+        : event.reason === "error"
+        ? ` (${describeError(event.error)})`
+        : "";
+      return `closing ${formatAddr(event.peer)}${why}`;
+    }
+  }
+}
+
+/** The same event as one JSON object. */
+export function toJson(event: ServerEvent): string {
+  switch (event.type) {
+    case "received":
+    case "sending":
+      return JSON.stringify({
+        event: event.type,
+        peer: formatAddr(event.peer),
+        bytes: event.bytes.length,
+        data: show(event.bytes),
+      });
+    case "closing":
+      return JSON.stringify({
+        event: event.type,
+        peer: formatAddr(event.peer),
+        reason: event.reason,
+        ...(event.error === undefined ? {} : { error: describeError(event.error) }),
+      });
+    default:
+      return JSON.stringify({ event: event.type, peer: formatAddr(event.peer) });
+  }
+}
+
+function show(bytes: Uint8Array): string {
+  return escapeBytes(bytes, { maxBytes: SHOWN_BYTES });
+}
+
+const USAGE = `Usage: echo_server.ts [options]
+
+The multiplexed echo server: sends back every byte each client sends, serving all clients
+from one event loop (PyMOTW's select() server).
+
+Options:
+  --host HOST              address to bind (IPv4, IPv6 or name)       [default: 127.0.0.1]
+  --port PORT              port to bind, 0 for any free port          [default: 10000]
+  --unix PATH              bind a Unix stream socket instead of TCP
+  --max-connections N      close connections beyond N at once         [default: 10000]
+  --idle-timeout DURATION  close a connection idle this long (5s, 2m)  [default: never]
+  --high-water-mark SIZE   stop reading a client while SIZE bytes wait for it [default: 64k]
+  --backlog N              pending connections queued by the kernel  [default: 511]
+  --quiet                  print only the listening line and errors
+  --json                   print one JSON object per event
+  -h, --help               show this help
+
+Ctrl-C (SIGINT) or SIGTERM stops accepting, finishes echoing within 5s and exits 0.
+
+Run:    deno run --allow-net=127.0.0.1:10000 scripts/echo_server.ts
+Try it: nc 127.0.0.1 10000`;
+
+async function main(args: string[]): Promise<void> {
+  const flags = parseFlags(args, {
+    string: [
+      "host",
+      "port",
+      "unix",
+      "max-connections",
+      "idle-timeout",
+      "high-water-mark",
+      "backlog",
+    ],
+    boolean: ["quiet", "json", "help"],
+    alias: { h: "help" },
+  });
+  if (flags.help) return printLine(USAGE);
+  rejectTogether(flags, ["unix", "host"]);
+  rejectTogether(flags, ["unix", "port"]);
+  rejectTogether(flags, ["quiet", "json"]);
+  const options: ServeEchoOptions = {
+    hostname: parseHost(flags.host ?? "127.0.0.1"),
+    port: parsePort(flags.port ?? "10000"),
+    path: flags.unix,
+    maxConnections: parseCount(flags["max-connections"] ?? "10000", "--max-connections"),
+    idleTimeout: flags["idle-timeout"] === undefined
+      ? undefined
+      : parseDuration(flags["idle-timeout"], "--idle-timeout"),
+    highWaterMark: parseSize(flags["high-water-mark"] ?? "64k", "--high-water-mark"),
+    backlog: parseCount(flags.backlog ?? "511", "--backlog", { max: 65535 }),
+  };
+
+  using stop = stopSignal();
+  if (options.path !== undefined) await claimUnixPath(options.path);
+  const server = serveEcho({
+    ...options,
+    signal: stop.signal,
+    // With --quiet no event is even built: the loop skips them when nobody listens.
+    onEvent: flags.quiet
+      ? undefined
+      : flags.json
+      ? (event) => printLine(toJson(event))
+      : (event) => printLine(narrate(event)),
+    onError: (error) => printError(`echo_server: accept failed: ${describeError(error)}`),
+  });
+  printError(`Listening on ${formatAddr(server.addr)}`);
+  await server.finished;
+  const { total, bytesOut } = server.stats;
+  if (!flags.quiet && !flags.json) {
+    const connections = total === 1 ? "1 connection" : `${total} connections`;
+    printError(`stopped after ${connections} and ${bytesOut} bytes echoed`);
+  }
+}
+
+if (import.meta.main) runMain("echo_server", () => main(Deno.args));
