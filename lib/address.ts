@@ -33,3 +33,20 @@ export function formatAddr(addr: Deno.Addr): string {
   if ("cid" in addr) return `vsock:${addr.cid}:${addr.port}`;
   return formatHostPort(addr.hostname, addr.port);
 }
+
+/**
+ * Formats where a program binds or connects before there is a socket to ask: `unix:PATH` when
+ * `path` is given, `host:port` otherwise — for error messages that must name the address.
+ *
+ * @example
+ * ```ts
+ * import { formatTarget } from "./address.ts";
+ * if (formatTarget({ hostname: "::1", port: 80 }) !== "[::1]:80") throw new Error("bad");
+ * if (formatTarget({ path: "/tmp/s", hostname: "::1", port: 80 }) !== "unix:/tmp/s") throw new Error("bad");
+ * ```
+ */
+export function formatTarget(target: { path?: string; hostname: string; port: number }): string {
+  return target.path === undefined
+    ? formatHostPort(target.hostname, target.port)
+    : `unix:${target.path}`;
+}

@@ -65,7 +65,8 @@ export function describeError(error: unknown): string {
  * ```
  */
 export function withAddress(error: unknown, address: string): unknown {
-  if (error instanceof Error && !(error instanceof Deno.errors.NotCapable)) {
+  const named = error instanceof Error && error.message.includes(address);
+  if (error instanceof Error && !named && !(error instanceof Deno.errors.NotCapable)) {
     error.message = `${address}: ${error.message}`;
   }
   return error;

@@ -8,9 +8,10 @@
  *
  * @module
  */
-import { formatAddr, formatHostPort } from "../lib/address.ts";
+import { clientTlsFromFlags, type ClientTlsOptions, connectTlsOrTcp } from "../lib/tls.ts";
+import { formatAddr, formatTarget } from "../lib/address.ts";
 import { printError, printLine, runMain } from "../lib/cli.ts";
-import { UsageError } from "../lib/errors.ts";
+import { UsageError, withAddress } from "../lib/errors.ts";
 import { escapeBytes } from "../lib/escape.ts";
 import {
   parseCount,
@@ -36,6 +37,8 @@ export interface EchoClientOptions {
   port?: number;
   /** Connect to a Unix stream socket at this path instead of TCP. */
   path?: string;
+  /** TLS trust and ALPN; when given, every connection is TLS. */
+  tls?: ClientTlsOptions;
   /** How many connections to open. @default {2} */
   connections?: number;
   /** Messages sent in turn on every connection. @default {DEFAULT_MESSAGES} */
@@ -66,12 +69,7 @@ export async function runEchoClient(options: EchoClientOptions = {}): Promise<vo
   const sockets: { conn: Deno.Conn; name: string }[] = [];
   try {
     for (let i = 0; i < connections; i++) {
-      const conn = options.path === undefined
-        ? await Deno.connect({
-          hostname: options.hostname ?? "127.0.0.1",
-          port: options.port ?? 10000,
-        })
-        : await Deno.connect({ transport: "unix", path: options.path });
+      const conn = await connect(options);
       // The original names each socket by its own address; Unix client sockets have none.
       const name = options.path === undefined ? formatAddr(conn.localAddr) : `socket ${i + 1}`;
       sockets.push({ conn, name });
@@ -150,6 +148,16 @@ function closeQuietly(conn: Deno.Conn): void {
   } catch { /* already closed */ }
 }
 
+async function connect(options: EchoClientOptions): Promise<Deno.Conn> {
+  const { path, hostname = "127.0.0.1", port = 10000, tls } = options;
+  try {
+    if (path !== undefined) return await Deno.connect({ transport: "unix", path });
+    return await connectTlsOrTcp({ hostname, port, tls });
+  } catch (error) {
+    throw withAddress(error, formatTarget({ path, hostname, port }));
+  }
+}
+
 const USAGE = `Usage: echo_client.ts [options]
 
 The multi-socket echo client: sends each message in turn on every connection and checks
@@ -163,6 +171,9 @@ Options:
   --message TEXT      a message to send; repeat for several
                       [default: "This is the message. " "It will be sent " "in parts."]
   --timeout DURATION  how long to wait for each round of echoes   [default: 5s]
+  --tls               connect with TLS; --ca FILE trusts a CA (PEM; needs --allow-read)
+  --alpn P1,P2        ALPN protocols to offer with --tls (repeatable)
+  --insecure          with --tls, skip the host name check (not the certificate chain)
   -h, --help          show this help
 
 Run:    deno run --allow-net=127.0.0.1:10000 scripts/echo_client.ts
@@ -170,14 +181,15 @@ Try it: deno task echo-server   (in another terminal)`;
 
 async function main(args: string[]): Promise<void> {
   const flags = parseFlags(args, {
-    string: ["host", "port", "unix", "connections", "timeout"],
-    boolean: ["help"],
-    collect: ["message"],
+    string: ["host", "port", "unix", "connections", "timeout", "ca"],
+    boolean: ["tls", "insecure", "help"],
+    collect: ["message", "alpn"],
     alias: { h: "help" },
   });
   if (flags.help) return printLine(USAGE);
   rejectTogether(flags, ["unix", "host"]);
   rejectTogether(flags, ["unix", "port"]);
+  rejectTogether(flags, ["unix", "tls"]);
   const options: EchoClientOptions = {
     hostname: parseHost(flags.host ?? "127.0.0.1"),
     port: parsePort(flags.port ?? "10000"),
@@ -185,14 +197,16 @@ async function main(args: string[]): Promise<void> {
     connections: parseCount(flags.connections ?? "2", "--connections", { max: 1000 }),
     messages: flags.message.length > 0 ? flags.message : DEFAULT_MESSAGES,
     timeout: parseDuration(flags.timeout ?? "5s", "--timeout"),
+    tls: await clientTlsFromFlags(flags),
   };
   if (options.messages!.some((message) => message === "")) {
     throw new UsageError('Flag "--message" needs a non-empty value');
   }
-  const target = options.path === undefined
-    ? formatHostPort(options.hostname!, options.port!)
-    : `unix:${options.path}`;
-  printError(`connecting to ${target}`);
+  printError(
+    `connecting to ${
+      formatTarget({ ...options, hostname: options.hostname!, port: options.port! })
+    }`,
+  );
   await runEchoClient({
     ...options,
     onEvent: ({ type, socket, bytes }) => printLine(`${socket}: ${type} "${escapeBytes(bytes)}"`),

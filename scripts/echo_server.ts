@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { serverTlsFromFlags } from "../lib/tls.ts";
 import { formatAddr } from "../lib/address.ts";
 import { printError, printLine, runMain, stopSignal } from "../lib/cli.ts";
 import { describeError } from "../lib/errors.ts";
@@ -96,6 +97,8 @@ Options:
   --idle-timeout DURATION  close a connection idle this long (5s, 2m)  [default: never]
   --high-water-mark SIZE   stop reading a client while SIZE bytes wait for it [default: 64k]
   --backlog N              pending connections queued by the kernel  [default: 511]
+  --tls                    serve TLS, with --cert FILE and --key FILE (PEM; needs --allow-read)
+  --alpn P1,P2             ALPN protocols to offer with --tls (repeatable)
   --quiet                  print only the listening line and errors
   --json                   print one JSON object per event
   -h, --help               show this help
@@ -115,14 +118,18 @@ async function main(args: string[]): Promise<void> {
       "idle-timeout",
       "high-water-mark",
       "backlog",
+      "cert",
+      "key",
     ],
-    boolean: ["quiet", "json", "help"],
+    boolean: ["quiet", "json", "tls", "help"],
+    collect: ["alpn"],
     alias: { h: "help" },
   });
   if (flags.help) return printLine(USAGE);
   rejectTogether(flags, ["unix", "host"]);
   rejectTogether(flags, ["unix", "port"]);
   rejectTogether(flags, ["quiet", "json"]);
+  rejectTogether(flags, ["unix", "tls"]);
   const options: ServeEchoOptions = {
     hostname: parseHost(flags.host ?? "127.0.0.1"),
     port: parsePort(flags.port ?? "10000"),
@@ -133,6 +140,7 @@ async function main(args: string[]): Promise<void> {
       : parseDuration(flags["idle-timeout"], "--idle-timeout"),
     highWaterMark: parseSize(flags["high-water-mark"] ?? "64k", "--high-water-mark"),
     backlog: parseCount(flags.backlog ?? "511", "--backlog", { max: 65535 }),
+    tls: await serverTlsFromFlags(flags),
   };
 
   using stop = stopSignal();

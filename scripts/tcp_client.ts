@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { formatHostPort } from "../lib/address.ts";
+import { formatTarget } from "../lib/address.ts";
 import { printError, printLine, runMain } from "../lib/cli.ts";
 import { withAddress } from "../lib/errors.ts";
 import { escapeBytes } from "../lib/escape.ts";
@@ -83,7 +83,7 @@ async function connect(options: ClientOptions): Promise<Deno.Conn> {
     if (signal?.aborted) {
       throw new Deno.errors.TimedOut(`Connecting took longer than ${options.timeout} ms`);
     }
-    throw withAddress(error, path === undefined ? formatHostPort(hostname, port) : `unix:${path}`);
+    throw withAddress(error, formatTarget({ path, hostname, port }));
   }
 }
 

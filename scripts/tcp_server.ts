@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { formatAddr, formatHostPort } from "../lib/address.ts";
+import { formatAddr, formatTarget } from "../lib/address.ts";
 import { printLine, runMain, stopSignal } from "../lib/cli.ts";
 import { closeOnce, isPeerGone, withAddress } from "../lib/errors.ts";
 import { parseCount, parseFlags, parseHost, parsePort, rejectTogether } from "../lib/flags.ts";
@@ -91,7 +91,7 @@ function listen(options: GreetingServerOptions): Deno.Listener {
     if (path !== undefined) return Deno.listen({ transport: "unix", path });
     return listenTlsOrTcp({ hostname, port, tcpBacklog: backlog, tls: options.tls });
   } catch (error) {
-    throw withAddress(error, path === undefined ? formatHostPort(hostname, port) : `unix:${path}`);
+    throw withAddress(error, formatTarget({ path, hostname, port }));
   }
 }
 

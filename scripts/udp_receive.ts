@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { formatAddr, formatHostPort } from "../lib/address.ts";
+import { formatAddr, formatTarget } from "../lib/address.ts";
 import { printError, printLine, runMain, stopSignal } from "../lib/cli.ts";
 import { closeOnce, isPeerGone, withAddress } from "../lib/errors.ts";
 import { escapeBytes } from "../lib/escape.ts";
@@ -75,7 +75,7 @@ export async function* receiveDatagrams(
       ? Deno.listenDatagram({ transport: "udp", hostname, port })
       : Deno.listenDatagram({ transport: "unixpacket", path });
   } catch (error) {
-    throw withAddress(error, path === undefined ? formatHostPort(hostname, port) : `unix:${path}`);
+    throw withAddress(error, formatTarget({ path, hostname, port }));
   }
   const close = closeOnce(socket);
   const drain = new DrainTimer(close);

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { formatHostPort } from "../lib/address.ts";
+import { formatTarget } from "../lib/address.ts";
 import { printLine, runMain } from "../lib/cli.ts";
 import { UsageError, withAddress } from "../lib/errors.ts";
 import { escapeText } from "../lib/escape.ts";
@@ -64,7 +64,7 @@ export async function sendDatagrams(
   try {
     for (let i = 0; i < count; i++) sent += await socket.send(message, target);
   } catch (error) {
-    throw withAddress(error, path === undefined ? formatHostPort(hostname, port) : `unix:${path}`);
+    throw withAddress(error, formatTarget({ path, hostname, port }));
   } finally {
     socket.close();
   }

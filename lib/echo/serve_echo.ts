@@ -3,6 +3,9 @@
  * bounded memory, half-close, limits and a graceful stop.
  * @module
  */
+import { formatTarget } from "../address.ts";
+import { withAddress } from "../errors.ts";
+import { listenTlsOrTcp, type ServerTlsOptions } from "../tls.ts";
 import { releaseUnixPath } from "../unix_path.ts";
 import { Multiplexer, type MultiplexerOptions, type MuxStats } from "./multiplexer.ts";
 import type { ConnState } from "./state.ts";
@@ -18,7 +21,7 @@ export interface ServeEchoOptions extends MultiplexerOptions {
   /** Pending connections the kernel queues before refusing more. @default {511} */
   backlog?: number;
   /** Serve TLS with this certificate and key (PEM). */
-  tls?: { cert: string; key: string; alpnProtocols?: string[] };
+  tls?: ServerTlsOptions;
 }
 
 /** A running echo server. */
@@ -71,15 +74,12 @@ export function serveEcho(options: ServeEchoOptions = {}): EchoServer {
 }
 
 function listen(options: ServeEchoOptions): Deno.Listener {
-  if (options.path !== undefined) {
-    if (options.tls) throw new TypeError("Cannot serve TLS on a Unix socket path");
-    return Deno.listen({ transport: "unix", path: options.path });
+  const { path, hostname = "127.0.0.1", port = 10000, backlog = 511, tls } = options;
+  if (path !== undefined && tls) throw new TypeError("Cannot serve TLS on a Unix socket path");
+  try {
+    if (path !== undefined) return Deno.listen({ transport: "unix", path });
+    return listenTlsOrTcp({ hostname, port, tcpBacklog: backlog, tls });
+  } catch (error) {
+    throw withAddress(error, formatTarget({ path, hostname, port }));
   }
-  const address = {
-    hostname: options.hostname ?? "127.0.0.1",
-    port: options.port ?? 10000,
-    tcpBacklog: options.backlog ?? 511,
-  };
-  if (options.tls) return Deno.listenTls({ ...address, ...options.tls });
-  return Deno.listen(address);
 }
