@@ -76,3 +76,30 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "serveEcho() over TLS echoes to ncat --ssl, which verifies the certificate",
+  ignore: !hasOpenssl() || !hasPeer("ncat"),
+  async fn() {
+    await using certs = await createTestCertificates();
+    const server = serveEcho({ port: 0, tls: { cert: certs.cert, key: certs.key } });
+    try {
+      const { port } = server.addr as Deno.NetAddr;
+      const ncat = await runPeer("ncat", [
+        "--ssl",
+        "--ssl-verify",
+        "--ssl-trustfile",
+        certs.caFile,
+        // ncat checks host names only, not IP addresses, against the certificate.
+        "--ssl-servername",
+        "localhost",
+        "127.0.0.1",
+        `${port}`,
+      ], { stdin: "hello from ncat\n" });
+      assertEquals(new TextDecoder().decode(ncat.stdout), "hello from ncat\n", ncat.stderr);
+    } finally {
+      server.close();
+      await server.finished;
+    }
+  },
+});
