@@ -95,6 +95,7 @@ export function isPeerGone(error: unknown): boolean {
     error instanceof Deno.errors.UnexpectedEof ||
     error instanceof Deno.errors.NotConnected ||
     error instanceof Deno.errors.Interrupted ||
+    error instanceof Deno.errors.ConnectionAborted ||
     error instanceof Deno.errors.InvalidData;
 }
 

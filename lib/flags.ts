@@ -223,3 +223,36 @@ export function rejectTogether(flags: Record<string, unknown>, names: readonly s
     );
   }
 }
+
+/** Where a program binds or connects: a TCP/UDP host and port, or a Unix socket path. */
+export interface Endpoint {
+  /** Host to bind or connect to, IPv6 without brackets. */
+  hostname: string;
+  /** Port to bind or connect to. */
+  port: number;
+  /** A Unix socket path; when set, `hostname` and `port` are not used. */
+  path?: string;
+}
+
+/**
+ * Reads `--host` (default 127.0.0.1), `--port` and `--unix` into an {@linkcode Endpoint}.
+ * `--unix` excludes `--host`, `--port` and `--tls` (TLS runs over TCP only).
+ *
+ * @example
+ * ```ts
+ * import { parseEndpoint } from "./flags.ts";
+ * const endpoint = parseEndpoint({ host: "[::1]" }, 12345);
+ * if (endpoint.hostname !== "::1" || endpoint.port !== 12345) throw new Error("bad endpoint");
+ * ```
+ */
+export function parseEndpoint(
+  flags: { host?: string; port?: string; unix?: string; tls?: boolean },
+  defaultPort: number,
+): Endpoint {
+  for (const other of ["host", "port", "tls"]) rejectTogether(flags, ["unix", other]);
+  return {
+    hostname: parseHost(flags.host ?? "127.0.0.1"),
+    port: parsePort(flags.port ?? `${defaultPort}`),
+    path: flags.unix,
+  };
+}

@@ -26,15 +26,7 @@ import { clientTlsFromFlags, type ClientTlsOptions, connectTlsOrTcp } from "../l
 import { formatAddr, formatHostPort } from "../lib/address.ts";
 import { printError, printLine, runMain, stopSignal } from "../lib/cli.ts";
 import { describeError, EXIT_OK, EXIT_RUNTIME, UsageError } from "../lib/errors.ts";
-import {
-  parseCount,
-  parseDuration,
-  parseFlags,
-  parseHost,
-  parsePort,
-  parseSize,
-  rejectTogether,
-} from "../lib/flags.ts";
+import { parseCount, parseDuration, parseEndpoint, parseFlags, parseSize } from "../lib/flags.ts";
 
 /** What the load looks like; see the module documentation. */
 export type BenchMode = "pingpong" | "bulk" | "hold";
@@ -795,9 +787,6 @@ async function main(args: string[]): Promise<number> {
     printLine(USAGE);
     return EXIT_OK;
   }
-  rejectTogether(flags, ["unix", "host"]);
-  rejectTogether(flags, ["unix", "port"]);
-  rejectTogether(flags, ["unix", "tls"]);
   const mode = (flags.mode ?? "pingpong") as BenchMode;
   if (!BENCH_MODES.includes(mode)) {
     throw new UsageError(
@@ -812,9 +801,7 @@ async function main(args: string[]): Promise<number> {
     : parseSize(flags.window, "--window", { min: size, max: 256 * 1024 ** 2 });
   const options: BenchOptions = {
     mode,
-    hostname: flags.host === undefined ? undefined : parseHost(flags.host),
-    port: flags.port === undefined ? undefined : parsePort(flags.port),
-    path: flags.unix,
+    ...parseEndpoint(flags, 10000),
     tls: await clientTlsFromFlags(flags),
     connections: flags.connections === undefined
       ? undefined

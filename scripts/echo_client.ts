@@ -13,14 +13,7 @@ import { formatAddr, formatTarget } from "../lib/address.ts";
 import { printError, printLine, runMain } from "../lib/cli.ts";
 import { UsageError, withAddress } from "../lib/errors.ts";
 import { escapeBytes } from "../lib/escape.ts";
-import {
-  parseCount,
-  parseDuration,
-  parseFlags,
-  parseHost,
-  parsePort,
-  rejectTogether,
-} from "../lib/flags.ts";
+import { parseCount, parseDuration, parseEndpoint, parseFlags } from "../lib/flags.ts";
 
 /** The original's three messages. */
 export const DEFAULT_MESSAGES: readonly string[] = [
@@ -187,13 +180,8 @@ async function main(args: string[]): Promise<void> {
     alias: { h: "help" },
   });
   if (flags.help) return printLine(USAGE);
-  rejectTogether(flags, ["unix", "host"]);
-  rejectTogether(flags, ["unix", "port"]);
-  rejectTogether(flags, ["unix", "tls"]);
   const options: EchoClientOptions = {
-    hostname: parseHost(flags.host ?? "127.0.0.1"),
-    port: parsePort(flags.port ?? "10000"),
-    path: flags.unix,
+    ...parseEndpoint(flags, 10000),
     connections: parseCount(flags.connections ?? "2", "--connections", { max: 1000 }),
     messages: flags.message.length > 0 ? flags.message : DEFAULT_MESSAGES,
     timeout: parseDuration(flags.timeout ?? "5s", "--timeout"),

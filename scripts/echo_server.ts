@@ -19,9 +19,8 @@ import { escapeBytes } from "../lib/escape.ts";
 import {
   parseCount,
   parseDuration,
+  parseEndpoint,
   parseFlags,
-  parseHost,
-  parsePort,
   parseSize,
   rejectTogether,
 } from "../lib/flags.ts";
@@ -126,14 +125,9 @@ async function main(args: string[]): Promise<void> {
     alias: { h: "help" },
   });
   if (flags.help) return printLine(USAGE);
-  rejectTogether(flags, ["unix", "host"]);
-  rejectTogether(flags, ["unix", "port"]);
   rejectTogether(flags, ["quiet", "json"]);
-  rejectTogether(flags, ["unix", "tls"]);
   const options: ServeEchoOptions = {
-    hostname: parseHost(flags.host ?? "127.0.0.1"),
-    port: parsePort(flags.port ?? "10000"),
-    path: flags.unix,
+    ...parseEndpoint(flags, 10000),
     maxConnections: parseCount(flags["max-connections"] ?? "10000", "--max-connections"),
     idleTimeout: flags["idle-timeout"] === undefined
       ? undefined

@@ -13,14 +13,7 @@ import { printError, printLine, runMain } from "../lib/cli.ts";
 import { withAddress } from "../lib/errors.ts";
 import { escapeBytes } from "../lib/escape.ts";
 import { clientTlsFromFlags, type ClientTlsOptions, connectTlsOrTcp } from "../lib/tls.ts";
-import {
-  parseDuration,
-  parseFlags,
-  parseHost,
-  parsePort,
-  parseSize,
-  rejectTogether,
-} from "../lib/flags.ts";
+import { parseDuration, parseEndpoint, parseFlags, parseSize } from "../lib/flags.ts";
 
 /** Options for {@linkcode fetchGreeting}. */
 export interface ClientOptions {
@@ -166,14 +159,9 @@ async function main(args: string[]): Promise<void> {
     alias: { h: "help" },
   });
   if (flags.help) return printLine(USAGE);
-  rejectTogether(flags, ["unix", "host"]);
-  rejectTogether(flags, ["unix", "port"]);
-  rejectTogether(flags, ["unix", "tls"]);
   const maxBytes = parseSize(flags["max-bytes"] ?? "1M", "--max-bytes", { max: 1024 ** 3 });
   const result = await fetchGreeting({
-    hostname: parseHost(flags.host ?? "127.0.0.1"),
-    port: parsePort(flags.port ?? "12345"),
-    path: flags.unix,
+    ...parseEndpoint(flags, 12345),
     send: flags.send === undefined ? undefined : new TextEncoder().encode(flags.send),
     maxBytes,
     timeout: flags.timeout === undefined ? undefined : parseDuration(flags.timeout, "--timeout"),

@@ -10,7 +10,7 @@
 import { formatAddr, formatTarget } from "../lib/address.ts";
 import { printLine, runMain, stopSignal } from "../lib/cli.ts";
 import { closeOnce, isPeerGone, withAddress } from "../lib/errors.ts";
-import { parseCount, parseFlags, parseHost, parsePort, rejectTogether } from "../lib/flags.ts";
+import { parseCount, parseEndpoint, parseFlags, rejectTogether } from "../lib/flags.ts";
 import { listenTlsOrTcp, serverTlsFromFlags, type ServerTlsOptions } from "../lib/tls.ts";
 import { claimUnixPath, releaseUnixPath } from "../lib/unix_path.ts";
 
@@ -176,14 +176,9 @@ async function main(args: string[]): Promise<void> {
     alias: { h: "help" },
   });
   if (flags.help) return printLine(USAGE);
-  rejectTogether(flags, ["unix", "host"]);
-  rejectTogether(flags, ["unix", "port"]);
-  rejectTogether(flags, ["unix", "tls"]);
   rejectTogether(flags, ["quiet", "json"]);
   const options: GreetingServerOptions = {
-    hostname: parseHost(flags.host ?? "127.0.0.1"),
-    port: parsePort(flags.port ?? "12345"),
-    path: flags.unix,
+    ...parseEndpoint(flags, 12345),
     backlog: parseCount(flags.backlog ?? "5", "--backlog", { max: 65535 }),
     message: flags.message,
     count: flags.count === undefined ? undefined : parseCount(flags.count, "--count"),

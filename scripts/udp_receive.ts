@@ -12,14 +12,7 @@ import { formatAddr, formatTarget } from "../lib/address.ts";
 import { printError, printLine, runMain, stopSignal } from "../lib/cli.ts";
 import { closeOnce, isPeerGone, withAddress } from "../lib/errors.ts";
 import { escapeBytes } from "../lib/escape.ts";
-import {
-  parseCount,
-  parseFlags,
-  parseHost,
-  parsePort,
-  parseSize,
-  rejectTogether,
-} from "../lib/flags.ts";
+import { parseCount, parseEndpoint, parseFlags, parseSize, rejectTogether } from "../lib/flags.ts";
 import { claimUnixPath, releaseUnixPath } from "../lib/unix_path.ts";
 
 /** Big enough for any UDP datagram (the IPv4 payload limit is 65507, IPv6's 65527). */
@@ -155,16 +148,12 @@ async function main(args: string[]): Promise<void> {
     alias: { h: "help" },
   });
   if (flags.help) return printLine(USAGE);
-  rejectTogether(flags, ["unix", "host"]);
-  rejectTogether(flags, ["unix", "port"]);
   rejectTogether(flags, ["quiet", "json"]);
   const maxBytes = flags["max-bytes"] === undefined
     ? Infinity
     : parseSize(flags["max-bytes"], "--max-bytes", { max: RECEIVE_BUFFER_BYTES });
   const options: ReceiveOptions = {
-    hostname: parseHost(flags.host ?? "127.0.0.1"),
-    port: parsePort(flags.port ?? "5005"),
-    path: flags.unix,
+    ...parseEndpoint(flags, 5005),
     count: flags.count === undefined ? undefined : parseCount(flags.count, "--count"),
     onListen: (addr) => printError(`Listening on ${formatAddr(addr)}`),
   };

@@ -11,14 +11,7 @@ import { formatTarget } from "../lib/address.ts";
 import { printLine, runMain } from "../lib/cli.ts";
 import { UsageError, withAddress } from "../lib/errors.ts";
 import { escapeText } from "../lib/escape.ts";
-import {
-  isIPv6,
-  parseCount,
-  parseFlags,
-  parseHost,
-  parsePort,
-  rejectTogether,
-} from "../lib/flags.ts";
+import { isIPv6, parseCount, parseEndpoint, parseFlags } from "../lib/flags.ts";
 
 /** The largest payload one UDP datagram can carry over IPv4 (65535 − 20 − 8). */
 export const MAX_UDP_PAYLOAD = 65507;
@@ -102,10 +95,7 @@ async function main(args: string[]): Promise<void> {
     alias: { h: "help" },
   });
   if (flags.help) return printLine(USAGE);
-  rejectTogether(flags, ["unix", "host"]);
-  rejectTogether(flags, ["unix", "port"]);
-  const hostname = parseHost(flags.host ?? "127.0.0.1");
-  const port = parsePort(flags.port ?? "5005");
+  const { hostname, port, path } = parseEndpoint(flags, 5005);
   const text = flags.message ?? "Hello, World!";
   const message = new TextEncoder().encode(text);
   if (message.length > MAX_UDP_PAYLOAD) {
@@ -123,7 +113,7 @@ async function main(args: string[]): Promise<void> {
     }
     printLine(`message: ${escapeText(text)}`);
   }
-  await sendDatagrams(message, { hostname, port, path: flags.unix, count });
+  await sendDatagrams(message, { hostname, port, path, count });
 }
 
 if (import.meta.main) runMain("udp_send", () => main(Deno.args));

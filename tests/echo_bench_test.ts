@@ -1,7 +1,8 @@
 import { assert, assertEquals, assertGreater, assertMatch, assertRejects } from "@std/assert";
 import { type BenchResult, LatencyHistogram, runBench } from "../scripts/echo_bench.ts";
 import { servePipeTo } from "../scripts/bench/pipe_to_server.ts";
-import { isExpected, serveReadWrite } from "../scripts/bench/read_write_server.ts";
+import { serveReadWrite } from "../scripts/bench/read_write_server.ts";
+import { isPeerGone } from "../lib/errors.ts";
 import { hasPeer, runScript } from "./_process.ts";
 
 /** How the in-test server treats what it reads. */
@@ -51,7 +52,7 @@ class TestServer implements AsyncDisposable {
         while (written < n) written += await conn.write(buffer.subarray(written, n));
       }
     } catch (error) {
-      if (!isExpected(error)) throw error;
+      if (!isPeerGone(error)) throw error;
     } finally {
       this.#conns.delete(conn);
       try {

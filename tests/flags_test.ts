@@ -3,6 +3,7 @@ import { UsageError } from "../lib/errors.ts";
 import {
   parseCount,
   parseDuration,
+  parseEndpoint,
   parseFlags,
   parseHost,
   parsePort,
@@ -104,4 +105,17 @@ Deno.test("rejectTogether() names both flags that exclude each other", () => {
     UsageError,
     'Flags "--unix" and "--host" exclude each other',
   );
+});
+
+Deno.test("parseEndpoint() defaults to 127.0.0.1 and keeps --unix apart from host, port and TLS", () => {
+  assertEquals(parseEndpoint({}, 5005), { hostname: "127.0.0.1", port: 5005, path: undefined });
+  assertEquals(parseEndpoint({ host: "[::1]", port: "0" }, 5005).hostname, "::1");
+  assertEquals(parseEndpoint({ unix: "/tmp/s" }, 1).path, "/tmp/s");
+  for (const other of [{ host: "::1" }, { port: "1" }, { tls: true }]) {
+    assertThrows(
+      () => parseEndpoint({ unix: "/tmp/s", ...other }, 1),
+      UsageError,
+      "exclude each other",
+    );
+  }
 });

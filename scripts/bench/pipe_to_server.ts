@@ -10,7 +10,8 @@
  */
 import { formatAddr } from "../../lib/address.ts";
 import { printError, runMain, stopSignal } from "../../lib/cli.ts";
-import { type FixtureOptions, isExpected, parseFixtureFlags } from "./read_write_server.ts";
+import { type FixtureOptions, parseFixtureFlags } from "./read_write_server.ts";
+import { isPeerGone } from "../../lib/errors.ts";
 
 /** Serves echo with one `pipeTo` per connection until `signal` aborts. */
 export async function servePipeTo(options: FixtureOptions = {}): Promise<void> {
@@ -35,7 +36,7 @@ export async function servePipeTo(options: FixtureOptions = {}): Promise<void> {
       conns.add(conn);
       const pipe = conn.readable.pipeTo(conn.writable)
         .catch((error) => {
-          if (!isExpected(error)) throw error;
+          if (!isPeerGone(error)) throw error;
         })
         .finally(() => {
           conns.delete(conn);

@@ -10,6 +10,7 @@
  */
 import { formatAddr } from "../../lib/address.ts";
 import { printError, runMain, stopSignal } from "../../lib/cli.ts";
+import { isPeerGone } from "../../lib/errors.ts";
 import { parseFlags, parseHost, parsePort } from "../../lib/flags.ts";
 
 /** Options for {@linkcode serveReadWrite}. */
@@ -65,22 +66,12 @@ async function echo(conn: Deno.Conn): Promise<void> {
       while (written < n) written += await conn.write(buffer.subarray(written, n));
     }
   } catch (error) {
-    if (!isExpected(error)) throw error;
+    if (!isPeerGone(error)) throw error;
   } finally {
     try {
       conn.close();
     } catch { /* closed by stop() */ }
   }
-}
-
-/** The errors a peer (or our own stop) causes on one connection. */
-export function isExpected(error: unknown): boolean {
-  return error instanceof Deno.errors.ConnectionReset ||
-    error instanceof Deno.errors.BrokenPipe ||
-    error instanceof Deno.errors.BadResource ||
-    error instanceof Deno.errors.UnexpectedEof ||
-    error instanceof Deno.errors.Interrupted ||
-    error instanceof Deno.errors.ConnectionAborted;
 }
 
 /** Parses a fixture's `--host`/`--port` flags (port 0 by default). */
