@@ -10,46 +10,12 @@
  */
 import { formatAddr } from "../../lib/address.ts";
 import { printError, runMain, stopSignal } from "../../lib/cli.ts";
-import { type FixtureOptions, parseFixtureFlags } from "./read_write_server.ts";
-import { isPeerGone } from "../../lib/errors.ts";
+import { type FixtureOptions, servePerConnection } from "./per_connection.ts";
+import { parseFixtureFlags } from "./read_write_server.ts";
 
 /** Serves echo with one `pipeTo` per connection until `signal` aborts. */
-export async function servePipeTo(options: FixtureOptions = {}): Promise<void> {
-  const listener = Deno.listen({
-    hostname: options.hostname ?? "127.0.0.1",
-    port: options.port ?? 0,
-  });
-  const conns = new Set<Deno.Conn>();
-  const stop = () => {
-    listener.close();
-    for (const conn of conns) {
-      try {
-        conn.close();
-      } catch { /* its pipe already closed it */ }
-    }
-  };
-  options.signal?.addEventListener("abort", stop, { once: true });
-  options.onListen?.(listener.addr);
-  const pipes = new Set<Promise<void>>();
-  try {
-    for await (const conn of listener) {
-      conns.add(conn);
-      const pipe = conn.readable.pipeTo(conn.writable)
-        .catch((error) => {
-          if (!isPeerGone(error)) throw error;
-        })
-        .finally(() => {
-          conns.delete(conn);
-          pipes.delete(pipe);
-        });
-      pipes.add(pipe);
-    }
-  } catch (error) {
-    if (!options.signal?.aborted) throw error;
-  } finally {
-    options.signal?.removeEventListener("abort", stop);
-  }
-  await Promise.allSettled(pipes);
+export function servePipeTo(options: FixtureOptions = {}): Promise<void> {
+  return servePerConnection(options, (conn) => conn.readable.pipeTo(conn.writable));
 }
 
 if (import.meta.main) {
