@@ -21,6 +21,7 @@
  * @module
  */
 import { Buffer } from "node:buffer";
+import { LatencyHistogram, type LatencySummary } from "./bench/latency_histogram.ts";
 import process from "node:process";
 import { clientTlsFromFlags, type ClientTlsOptions, connectTlsOrTcp } from "../lib/tls.ts";
 import { formatAddr, formatHostPort } from "../lib/address.ts";
@@ -106,22 +107,6 @@ export interface BenchErrors {
   other: number;
 }
 
-/** Round-trip latency in milliseconds, from a histogram with about 3 % resolution. */
-export interface LatencySummary {
-  /** Round trips recorded. */
-  count: number;
-  /** Mean. */
-  mean: number;
-  /** Median. */
-  p50: number;
-  /** 90th percentile. */
-  p90: number;
-  /** 99th percentile. */
-  p99: number;
-  /** The slowest round trip (exact). */
-  max: number;
-}
-
 /** What {@linkcode runBench} measured. */
 export interface BenchResult {
   /** The mode that ran. */
@@ -161,69 +146,6 @@ export interface BenchResult {
   errors: BenchErrors;
   /** The first error's description, for the report. */
   firstError: string | null;
-}
-
-/**
- * A fixed-size log-linear latency histogram over whole microseconds: exact below 64 µs, then 32
- * buckets per power of two (at most ~3 % error), up to about 35 minutes; 864 counters in all.
- *
- * @example
- * ```ts
- * import { LatencyHistogram } from "./echo_bench.ts";
- * const histogram = new LatencyHistogram();
- * for (let us = 1; us <= 100; us++) histogram.record(us / 1000);
- * if (histogram.summary()?.max !== 0.1) throw new Error("max is exact");
- * ```
- */
-export class LatencyHistogram {
-  #counts = new Float64Array(864);
-  #count = 0;
-  #sumUs = 0;
-  #maxMs = 0;
-
-  /** Adds one latency, in milliseconds. */
-  record(ms: number): void {
-    const us = Math.min(Math.max(Math.round(ms * 1000), 0), 0x7fffffff);
-    this.#counts[bucketOf(us)]++;
-    this.#count++;
-    this.#sumUs += us;
-    if (ms > this.#maxMs) this.#maxMs = ms;
-  }
-
-  /** Percentiles in milliseconds, or `null` when nothing was recorded. */
-  summary(): LatencySummary | null {
-    if (this.#count === 0) return null;
-    return {
-      count: this.#count,
-      mean: this.#sumUs / this.#count / 1000,
-      p50: this.#percentile(0.5),
-      p90: this.#percentile(0.9),
-      p99: this.#percentile(0.99),
-      max: this.#maxMs,
-    };
-  }
-
-  #percentile(fraction: number): number {
-    const rank = Math.ceil(fraction * this.#count);
-    let seen = 0;
-    for (let bucket = 0; bucket < this.#counts.length; bucket++) {
-      seen += this.#counts[bucket];
-      if (seen >= rank) return Math.min(bucketMiddleUs(bucket) / 1000, this.#maxMs);
-    }
-    return this.#maxMs;
-  }
-}
-
-function bucketOf(us: number): number {
-  if (us < 64) return us;
-  const shift = 26 - Math.clz32(us); // msb - 5, so `us >> shift` is in [32, 64)
-  return shift * 32 + (us >>> shift);
-}
-
-function bucketMiddleUs(bucket: number): number {
-  if (bucket < 64) return bucket;
-  const shift = (bucket >>> 5) - 1;
-  return ((32 + (bucket & 31)) << shift) + ((1 << shift) - 1) / 2;
 }
 
 /** One connection under load. Its buffers are allocated once and reused for every message. */

@@ -1,5 +1,6 @@
 import { assert, assertEquals, assertGreater, assertMatch, assertRejects } from "@std/assert";
-import { type BenchResult, LatencyHistogram, runBench } from "../scripts/echo_bench.ts";
+import { type BenchResult, runBench } from "../scripts/echo_bench.ts";
+import { LatencyHistogram } from "../scripts/bench/latency_histogram.ts";
 import { servePipeTo } from "../scripts/bench/pipe_to_server.ts";
 import { serveReadWrite } from "../scripts/bench/read_write_server.ts";
 import { isPeerGone } from "../lib/errors.ts";
@@ -338,27 +339,42 @@ Deno.test("echo_bench.ts --help exits 0 and a bad flag exits 2", async () => {
   );
 });
 
+/** Runs a fixture that is not Deno's, checks both load modes against it, stops it. */
+async function checkExternalFixture(program: string, fixture: string): Promise<void> {
+  const child = new Deno.Command(program, {
+    args: [new URL(`../scripts/bench/${fixture}`, import.meta.url).pathname],
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const lines = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  try {
+    let text = "";
+    let match: RegExpExecArray | null = null;
+    while (!(match = /^Listening on 127\.0\.0\.1:(\d+)\n/m.exec(text))) {
+      const { value, done } = await lines.read();
+      if (done) throw new Error(`${fixture} ended: ${text}`);
+      text += value;
+    }
+    const port = Number(match[1]);
+    assertClean(await runBench({ port, connections: 3, durationMs: 150 }));
+    assertClean(await runBench({ mode: "bulk", port, durationMs: 150 }));
+  } finally {
+    child.kill("SIGTERM");
+    await lines.cancel();
+    assertEquals((await child.status).code, 0);
+  }
+}
+
 Deno.test({
   name: "node_net_server.mjs echoes every byte and stops on SIGTERM",
   ignore: !hasPeer("node"),
-  async fn() {
-    const child = new Deno.Command("node", {
-      args: [new URL("../scripts/bench/node_net_server.mjs", import.meta.url).pathname],
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
-    const lines = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-    try {
-      const { value } = await lines.read();
-      const port = Number(/^Listening on 127\.0\.0\.1:(\d+)\n/.exec(value ?? "")?.[1]);
-      assertClean(await runBench({ port, connections: 3, durationMs: 150 }));
-      assertClean(await runBench({ mode: "bulk", port, durationMs: 150 }));
-    } finally {
-      child.kill("SIGTERM");
-      await lines.cancel();
-      assertEquals((await child.status).code, 0);
-    }
-  },
+  fn: () => checkExternalFixture("node", "node_net_server.mjs"),
+});
+
+Deno.test({
+  name: "python_asyncio_server.py echoes every byte and stops on SIGTERM",
+  ignore: !hasPeer("python3"),
+  fn: () => checkExternalFixture("python3", "python_asyncio_server.py"),
 });
 
 Deno.test({

@@ -512,7 +512,7 @@ Benchmarks echo servers (each its own process) with scripts/echo_bench.ts.
 
 Options:
   --only NAME        run only these servers and/or scenarios (repeatable):
-                     servers mux, rw, pipeto, node; scenarios ${
+                     servers mux, rw, pipeto, node, python; scenarios ${
   SCENARIOS.map((s) => s.name).join(", ")
 }
                      (or a mode: pingpong, bulk)
@@ -584,8 +584,16 @@ async function main(args: string[]): Promise<number> {
       command: ["node", `${ROOT}scripts/bench/node_net_server.mjs`],
     });
   } else notes.push("node skipped: node is not installed");
+  const pythonVersion = await outputOf("python3", ["--version"]);
+  if (pythonVersion !== null) {
+    candidates.push({
+      name: "python",
+      description: `${pythonVersion} asyncio Protocol (uvloop when installed)`,
+      command: ["python3", `${ROOT}scripts/bench/python_asyncio_server.py`],
+    });
+  } else notes.push("python skipped: python3 is not installed");
 
-  const serverNames = ["mux", "rw", "pipeto", "node"];
+  const serverNames = ["mux", "rw", "pipeto", "node", "python"];
   const modes = ["pingpong", "bulk"];
   for (const name of flags.only) {
     if (![...serverNames, ...modes, ...SCENARIOS.map((s) => s.name)].includes(name)) {
@@ -661,6 +669,7 @@ async function main(args: string[]): Promise<number> {
     deno: Deno.version.deno,
     v8: Deno.version.v8,
     node: nodeVersion,
+    python: pythonVersion,
     cpus,
     pinned: pin,
     durationMs,
