@@ -98,11 +98,12 @@ Options:
   --backlog N              pending connections queued by the kernel  [default: 511]
   --tls                    serve TLS, with --cert FILE and --key FILE (PEM; needs --allow-read)
   --alpn P1,P2             ALPN protocols to offer with --tls (repeatable)
+  --grace DURATION         after a stop, time left to finish echoing     [default: 5s]
   --quiet                  print only the listening line and errors
   --json                   print one JSON object per event
   -h, --help               show this help
 
-Ctrl-C (SIGINT) or SIGTERM stops accepting, finishes echoing within 5s and exits 0.
+Ctrl-C (SIGINT) or SIGTERM stops accepting, finishes echoing within --grace and exits 0.
 
 Run:    deno run --allow-net=127.0.0.1:10000 scripts/echo_server.ts
 Try it: nc 127.0.0.1 10000`;
@@ -117,6 +118,7 @@ async function main(args: string[]): Promise<void> {
       "idle-timeout",
       "high-water-mark",
       "backlog",
+      "grace",
       "cert",
       "key",
     ],
@@ -134,6 +136,7 @@ async function main(args: string[]): Promise<void> {
       : parseDuration(flags["idle-timeout"], "--idle-timeout"),
     highWaterMark: parseSize(flags["high-water-mark"] ?? "64k", "--high-water-mark"),
     backlog: parseCount(flags.backlog ?? "511", "--backlog", { max: 65535 }),
+    graceTimeout: parseDuration(flags.grace ?? "5s", "--grace", { allowZero: true }),
     tls: await serverTlsFromFlags(flags),
   };
 

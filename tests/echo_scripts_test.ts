@@ -310,3 +310,33 @@ for s in socks:
     assertEquals((await server.stop("SIGINT")).code, 0);
   },
 });
+
+Deno.test("echo_server.ts stops with exit 0 when a connection's echo can never drain", async () => {
+  await using server = spawnScript(
+    "echo_server.ts",
+    ["--port", "0", "--quiet", "--grace", "200ms"],
+    {
+      permissions: NET,
+    },
+  );
+  const port = await server.listeningPort();
+  // A client that sends and never reads: once its kernel buffers fill, its echo cannot drain.
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const chunk = new Uint8Array(64 * 1024);
+  let sent = 0;
+  const sending = (async () => {
+    try {
+      while (sent < 64 * 1024 * 1024) sent += await conn.write(chunk);
+    } catch { /* the server closed the connection at the end of the grace period */ }
+  })();
+  // Once the client's writes stall, every buffer on the way is full and the server holds
+  // bytes it cannot send: stop it then. (--grace keeps the wait for them short.)
+  for (let last = -1; sent !== last && sent < 64 * 1024 * 1024;) {
+    last = sent;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  const result = await server.stop("SIGINT");
+  await sending;
+  assertEquals(result.code, 0);
+  assertEquals(result.stderr.trim().split("\n").length, 1, result.stderr);
+});
