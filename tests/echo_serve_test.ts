@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertInstanceOf, assertRejects } from "@std/assert";
+import { assert, assertEquals, assertInstanceOf, assertRejects, assertThrows } from "@std/assert";
 import {
   ConnState,
   EventQueue,
@@ -10,6 +10,7 @@ import {
   type ServerEvent,
 } from "../lib/echo/mod.ts";
 import { hasPeer, runPeer } from "./_process.ts";
+import { createTestCertificates, hasOpenssl } from "./_tls.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -398,50 +399,30 @@ Deno.test("serveEcho() serves IPv6 on [::1]", async () => {
 
 Deno.test({
   name: "serveEcho() serves TLS with a PEM certificate and key",
-  ignore: !hasPeer("openssl"),
+  ignore: !hasOpenssl(),
   async fn() {
-    const dir = await Deno.makeTempDir();
-    try {
-      const made = await runPeer("openssl", [
-        ..."req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1".split(" "),
-        ..."-subj /CN=localhost -addext subjectAltName=IP:127.0.0.1".split(" "),
-        ..."-addext basicConstraints=critical,CA:FALSE".split(" "),
-        ...["-keyout", `${dir}/key.pem`, "-out", `${dir}/cert.pem`],
-      ]);
-      assertEquals(made.code, 0, made.stderr);
-      const cert = await Deno.readTextFile(`${dir}/cert.pem`);
-      const key = await Deno.readTextFile(`${dir}/key.pem`);
-      const { server } = startServer({ tls: { cert, key } });
-      const conn = await Deno.connectTls({
-        hostname: "127.0.0.1",
-        port: portOf(server.addr),
-        caCerts: [cert],
-      });
-      await writeAll(conn, encoder.encode("over TLS"));
-      await conn.closeWrite();
-      assertEquals(decoder.decode(await readToEnd(conn)), "over TLS");
-      server.close();
-      await server.finished;
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    await using certs = await createTestCertificates();
+    const { server } = startServer({ tls: { cert: certs.cert, key: certs.key } });
+    const conn = await Deno.connectTls({
+      hostname: "127.0.0.1",
+      port: portOf(server.addr),
+      caCerts: [certs.caCert],
+    });
+    await writeAll(conn, encoder.encode("over TLS"));
+    await conn.closeWrite();
+    assertEquals(decoder.decode(await readToEnd(conn)), "over TLS");
+    server.close();
+    await server.finished;
   },
 });
 
 Deno.test("serveEcho() rejects a bad limit with a RangeError", () => {
   // Throwing before anything listens: no listener is left open.
-  let threw = false;
-  try {
-    serveEcho({ port: 0, maxConnections: 0 });
-  } catch (error) {
-    threw = true;
-    assertInstanceOf(error, RangeError);
-    assertEquals(
-      (error as RangeError).message,
-      'Cannot use maxConnections "0": must be at least 1',
-    );
-  }
-  assert(threw);
+  assertThrows(
+    () => serveEcho({ port: 0, maxConnections: 0 }),
+    RangeError,
+    'Cannot use maxConnections "0": must be at least 1',
+  );
 });
 
 Deno.test("Multiplexer closes a write stuck on a client that never reads after the grace period", async () => {
