@@ -4,7 +4,7 @@ import { LatencyHistogram } from "../scripts/bench/latency_histogram.ts";
 import { servePipeTo } from "../scripts/bench/pipe_to_server.ts";
 import { serveReadWrite } from "../scripts/bench/read_write_server.ts";
 import { isPeerGone } from "../lib/errors.ts";
-import { hasPeer, runScript } from "./_process.ts";
+import { hasPeer, runScript, ScriptProcess } from "./_process.ts";
 
 /** How the in-test server treats what it reads. */
 type Behaviour = "echo" | "flip" | "close" | "swallow";
@@ -339,42 +339,44 @@ Deno.test("echo_bench.ts --help exits 0 and a bad flag exits 2", async () => {
   );
 });
 
-/** Runs a fixture that is not Deno's, checks both load modes against it, stops it. */
-async function checkExternalFixture(program: string, fixture: string): Promise<void> {
-  const child = new Deno.Command(program, {
-    args: [new URL(`../scripts/bench/${fixture}`, import.meta.url).pathname],
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const lines = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  try {
-    let text = "";
-    let match: RegExpExecArray | null = null;
-    while (!(match = /^Listening on 127\.0\.0\.1:(\d+)\n/m.exec(text))) {
-      const { value, done } = await lines.read();
-      if (done) throw new Error(`${fixture} ended: ${text}`);
-      text += value;
-    }
-    const port = Number(match[1]);
-    assertClean(await runBench({ port, connections: 3, durationMs: 150 }));
-    assertClean(await runBench({ mode: "bulk", port, durationMs: 150 }));
-  } finally {
-    child.kill("SIGTERM");
-    await lines.cancel();
-    assertEquals((await child.status).code, 0);
-  }
+/**
+ * Starts a peer echo server nobody here wrote a client for, waits for its ready line on stderr,
+ * checks both load modes against it, then stops it with SIGTERM and returns its exit code.
+ * The port is the one the ready line names, unless the caller chose it.
+ */
+async function checkEchoPeer(
+  program: string,
+  args: string[],
+  ready: RegExp,
+  port?: number,
+): Promise<number> {
+  const child = new Deno.Command(program, { args, stdout: "piped", stderr: "piped" }).spawn();
+  await using peer = new ScriptProcess(child);
+  const [, printedPort] = await peer.waitForStderr(ready);
+  const target = port ?? Number(printedPort);
+  assertClean(await runBench({ port: target, connections: 3, durationMs: 150 }));
+  assertClean(await runBench({ mode: "bulk", port: target, durationMs: 150 }));
+  return (await peer.stop("SIGTERM")).code;
 }
+
+const FIXTURE_READY = /^Listening on 127\.0\.0\.1:(\d+)$/m;
 
 Deno.test({
   name: "node_net_server.mjs echoes every byte and stops on SIGTERM",
   ignore: !hasPeer("node"),
-  fn: () => checkExternalFixture("node", "node_net_server.mjs"),
+  async fn() {
+    const fixture = new URL("../scripts/bench/node_net_server.mjs", import.meta.url).pathname;
+    assertEquals(await checkEchoPeer("node", [fixture], FIXTURE_READY), 0);
+  },
 });
 
 Deno.test({
   name: "python_asyncio_server.py echoes every byte and stops on SIGTERM",
   ignore: !hasPeer("python3"),
-  fn: () => checkExternalFixture("python3", "python_asyncio_server.py"),
+  async fn() {
+    const fixture = new URL("../scripts/bench/python_asyncio_server.py", import.meta.url).pathname;
+    assertEquals(await checkEchoPeer("python3", [fixture], FIXTURE_READY), 0);
+  },
 });
 
 Deno.test({
@@ -382,26 +384,9 @@ Deno.test({
   ignore: !hasPeer("socat"),
   async fn() {
     const port = closedPort();
-    const child = new Deno.Command("socat", {
-      args: ["-d", "-d", `TCP-LISTEN:${port},bind=127.0.0.1,fork,reuseaddr`, "EXEC:cat"],
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
-    const lines = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-    try {
-      let text = "";
-      while (!/listening on/.test(text)) {
-        const { value, done } = await lines.read();
-        if (done) throw new Error(`socat ended: ${text}`);
-        text += value;
-      }
-      assertClean(await runBench({ port, connections: 2, durationMs: 150 }));
-      assertClean(await runBench({ mode: "bulk", port, durationMs: 150 }));
-    } finally {
-      child.kill("SIGTERM");
-      await lines.cancel();
-      await child.status;
-    }
+    const listen = `TCP-LISTEN:${port},bind=127.0.0.1,fork,reuseaddr`;
+    // socat's exit code on SIGTERM is its own affair: only its echo is under test.
+    await checkEchoPeer("socat", ["-d", "-d", listen, "EXEC:cat"], /listening on/, port);
   },
 });
 
