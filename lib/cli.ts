@@ -1,43 +1,61 @@
 /**
  * The part every program's `main()` shares: run it, turn failures into one stderr line and an
- * exit code, and turn SIGINT/SIGTERM into an `AbortSignal` for a clean stop.
+ * exit code, turn SIGINT/SIGTERM into an `AbortSignal` for a clean stop, and print through
+ * bounded queues that never block the event loop (`lib/output.ts`).
  * @module
  */
 import { describeError, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, UsageError } from "./errors.ts";
+import { InfoRequest } from "./flags.ts";
+import { flushOutput, stderr, stdout } from "./output.ts";
 
 /**
  * Runs a program's `main()` and exits with its code: 0 (or what it returns) on success, 2 on a
  * {@linkcode UsageError}, 1 on anything else, each failure as one line `name: message`.
- * Set `DENO_SOCKETS_DEBUG=1` to see the stack of an unexpected error.
+ * `--help` and `--version` ({@linkcode InfoRequest}) print on stdout and exit 0. Output still
+ * queued is written (for 2 s at most) before the exit.
+ * Set `DENO_SOCKETS_DEBUG=1` (and allow reading it) to see the stack of an unexpected error.
  */
 export async function runMain(name: string, main: () => Promise<number | void>): Promise<never> {
   let code: number;
   try {
     code = (await main()) ?? EXIT_OK;
   } catch (error) {
-    const usage = error instanceof UsageError;
-    console.error(`${name}: ${describeError(error)}${usage ? " (see --help)" : ""}`);
-    if (!usage && debugEnabled()) console.error(error);
-    code = usage ? EXIT_USAGE : EXIT_RUNTIME;
+    if (error instanceof InfoRequest) {
+      printLine(error.text);
+      code = EXIT_OK;
+    } else {
+      const usage = error instanceof UsageError;
+      printError(`${name}: ${describeError(error)}${usage ? " (see --help)" : ""}`);
+      if (!usage && debugEnabled()) printError(error instanceof Error ? `${error.stack}` : "");
+      code = usage ? EXIT_USAGE : EXIT_RUNTIME;
+    }
   }
+  await flushOutput();
   Deno.exit(code);
 }
 
 function debugEnabled(): boolean {
-  try {
-    return Deno.env.get("DENO_SOCKETS_DEBUG") === "1";
-  } catch {
-    return false; // no --allow-env: no debug output, and no prompt either
-  }
+  // Query first: reading an env variable without the permission prompts on a terminal.
+  const variable = "DENO_SOCKETS_DEBUG";
+  if (Deno.permissions.querySync({ name: "env", variable }).state !== "granted") return false;
+  return Deno.env.get(variable) === "1";
 }
 
 /** The signals that stop a server cleanly. */
 export const STOP_SIGNALS: readonly Deno.Signal[] = ["SIGINT", "SIGTERM"];
 
 /**
+ * Signals that arrive within this long of the first are the same stop: one Ctrl-C reaches a
+ * program under `deno task` two or three times (the terminal signals the whole process group,
+ * and `deno task` forwards what it got).
+ */
+export const REPEAT_WINDOW_MS = 1000;
+
+/**
  * An `AbortSignal` that aborts on the first SIGINT or SIGTERM, so a server can stop accepting
- * and drain. A second signal exits at once with code 1, for a drain that takes too long.
- * Dispose of it to remove the listeners.
+ * and drain. Repeats within {@linkcode REPEAT_WINDOW_MS} are the same stop; a signal after that
+ * exits at once with code 1, for a drain that takes too long. Dispose of it to remove the
+ * listeners.
  *
  * @example Stopping a loop on Ctrl-C
  * ```ts
@@ -48,9 +66,16 @@ export const STOP_SIGNALS: readonly Deno.Signal[] = ["SIGINT", "SIGTERM"];
  */
 export function stopSignal(): { signal: AbortSignal } & Disposable {
   const controller = new AbortController();
+  let firstAt = 0;
   const onSignal = () => {
-    if (controller.signal.aborted) Deno.exit(EXIT_RUNTIME);
-    controller.abort();
+    const now = performance.now();
+    if (!controller.signal.aborted) {
+      firstAt = now;
+      controller.abort();
+    } else if (now - firstAt > REPEAT_WINDOW_MS) {
+      printError("second stop signal: exiting without draining");
+      flushOutput(200).finally(() => Deno.exit(EXIT_RUNTIME));
+    }
   };
   for (const signal of STOP_SIGNALS) Deno.addSignalListener(signal, onSignal);
   return {
@@ -61,28 +86,23 @@ export function stopSignal(): { signal: AbortSignal } & Disposable {
   };
 }
 
-/** Writes a whole line to stdout without `console.log`'s formatting of its arguments. */
+/**
+ * Prints a line on stdout through a bounded queue: never blocks, and a line that does not fit
+ * (the reader stalled) is dropped and counted, with a notice on stderr once it drains.
+ */
 export function printLine(line: string): void {
-  writeAll(Deno.stdout, line + "\n");
+  stdout.writeLine(line);
 }
 
-/** Writes a whole line to stderr. */
+/** Prints a line on stderr through a bounded queue, like {@linkcode printLine}. */
 export function printError(line: string): void {
-  writeAll(Deno.stderr, line + "\n");
+  stderr.writeLine(line);
 }
 
-const encoder = new TextEncoder();
-
-function writeAll(stream: typeof Deno.stdout | typeof Deno.stderr, text: string): void {
-  const bytes = encoder.encode(text);
-  let offset = 0;
-  while (offset < bytes.length) {
-    try {
-      offset += stream.writeSync(bytes.subarray(offset));
-    } catch (error) {
-      // A closed pipe (`| head`) is the reader's choice, not our failure.
-      if (error instanceof Deno.errors.BrokenPipe) return;
-      throw error;
-    }
-  }
+/**
+ * Writes received data on stdout and waits while the queue is full, so nothing is dropped and
+ * a slow reader slows the sender down. Resolves at once when stdout's reader has gone.
+ */
+export function writeData(bytes: Uint8Array): Promise<void> {
+  return stdout.writeData(bytes);
 }

@@ -5,6 +5,8 @@
  * @module
  */
 import { parseArgs } from "@std/cli/parse-args";
+import { closestString } from "@std/text/closest-string";
+import { levenshteinDistance } from "@std/text/levenshtein-distance";
 import { UsageError } from "./errors.ts";
 
 /** Which flags a program takes; every flag is spelled without its leading dashes. */
@@ -15,8 +17,15 @@ export interface FlagSpec<S extends string, B extends string, C extends string> 
   boolean?: readonly B[];
   /** Flags that take a value and may be repeated. */
   collect?: readonly C[];
-  /** Short names, e.g. `{ h: "help" }`. */
+  /** Short names, e.g. `{ p: "port" }`. */
   alias?: Readonly<Record<string, S | B | C>>;
+  /**
+   * Value flags that positional arguments fill in order, as netcat takes `HOST PORT`: `["host",
+   * "port"]`. A flag given explicitly wins over its positional argument.
+   */
+  positional?: readonly S[];
+  /** The `--help` text: with it, `-h`/`--help` print it and exit 0 (see {@linkcode InfoRequest}). */
+  usage?: string;
 }
 
 /** The typed result of {@linkcode parseFlags}. */
@@ -26,7 +35,26 @@ export type Flags<S extends string, B extends string, C extends string> =
   & { [K in C]: string[] };
 
 /**
- * Parses `args` against `spec`. Unknown flags and positional arguments are usage errors.
+ * Not an error: the user asked for `--help` or `--version`. `runMain()` prints `text` on stdout
+ * and exits 0, so every program answers both the same way.
+ */
+export class InfoRequest extends Error {
+  /** What to print. */
+  readonly text: string;
+  constructor(text: string) {
+    super("information requested");
+    this.name = "InfoRequest";
+    this.text = text;
+  }
+}
+
+/** The collection's version, printed by `--version` (kept equal to `version` in deno.json). */
+export const VERSION = "0.3.0";
+
+/**
+ * Parses `args` against `spec`. Unknown flags (with a suggestion when one is close) and
+ * positional arguments beyond `spec.positional` are usage errors. `--version` is understood by
+ * every program, and `--help` by every program whose spec has a `usage`.
  *
  * @example Parsing a port flag
  * ```ts
@@ -38,6 +66,16 @@ export type Flags<S extends string, B extends string, C extends string> =
  * });
  * if (flags.port !== "8080" || !flags.quiet) throw new Error("unexpected flags");
  * ```
+ *
+ * @example netcat's `HOST PORT`, with a flag that wins
+ * ```ts
+ * import { parseFlags } from "./flags.ts";
+ * const flags = parseFlags(["::1", "80", "--port", "8080"], {
+ *   string: ["host", "port"],
+ *   positional: ["host", "port"],
+ * });
+ * if (flags.host !== "::1" || flags.port !== "8080") throw new Error(JSON.stringify(flags));
+ * ```
  */
 export function parseFlags<
   const S extends string = never,
@@ -45,26 +83,60 @@ export function parseFlags<
   const C extends string = never,
 >(args: readonly string[], spec: FlagSpec<S, B, C>): Flags<S, B, C> {
   const strings = [...(spec.string ?? []), ...(spec.collect ?? [])];
-  const known = new Set<string>([...strings, ...(spec.boolean ?? [])]);
-  for (const alias of Object.keys(spec.alias ?? {})) known.add(alias);
+  const booleans = [...(spec.boolean ?? []), "version"];
+  const alias: Record<string, string> = { ...spec.alias };
+  if (spec.usage !== undefined) {
+    booleans.push("help");
+    alias.h ??= "help";
+  }
+  const known = new Set<string>([...strings, ...booleans, ...Object.keys(alias)]);
+  const positional: string[] = [];
   const parsed = parseArgs([...args], {
     string: strings,
-    boolean: [...(spec.boolean ?? [])],
+    boolean: booleans,
     collect: [...(spec.collect ?? [])],
-    alias: spec.alias ?? {},
+    alias,
+    "--": true,
     unknown: (arg: string, key?: string) => {
-      if (key === undefined) throw new UsageError(`Unexpected argument "${arg}"`);
-      if (!known.has(key)) throw new UsageError(`Unknown flag "${arg.split("=")[0]}"`);
+      if (key === undefined) {
+        positional.push(arg);
+        return false;
+      }
+      if (!known.has(key)) throw new UsageError(unknownFlagMessage(arg, known));
       return true;
     },
   });
+  if (parsed.version) throw new InfoRequest(VERSION);
+  if (parsed.help && spec.usage !== undefined) throw new InfoRequest(spec.usage);
+  // `--` ends the flags; what follows is positional too.
+  positional.push(...(parsed["--"] ?? []).map(String));
+  const slots = spec.positional ?? [];
+  if (positional.length > slots.length) {
+    throw new UsageError(`Unexpected argument "${positional[slots.length]}"`);
+  }
   for (const name of spec.string ?? []) {
     const value = parsed[name];
     if (value === "") throw new UsageError(`Flag "--${name}" needs a value`);
     // parseArgs turns a repeated flag into an array; the last one wins, as in most tools.
     if (Array.isArray(value)) parsed[name] = value.at(-1);
   }
+  slots.forEach((name, i) => {
+    if (i < positional.length && parsed[name] === undefined) parsed[name] = positional[i];
+  });
   return parsed as Flags<S, B, C>;
+}
+
+function unknownFlagMessage(arg: string, known: Set<string>): string {
+  const given = arg.split("=")[0];
+  const name = given.replace(/^-+/, "");
+  const candidates = [...known].filter((flag) => flag.length > 1);
+  const closest = candidates.length > 0 ? closestString(name, candidates) as string : undefined;
+  // Suggest only what is plausibly a typo: two edits (a swap), or a third of a longer name.
+  const near = closest !== undefined &&
+    (levenshteinDistance(name, closest) as number) <= Math.max(2, Math.floor(name.length / 3));
+  return near
+    ? `Unknown flag "${given}" (did you mean "--${closest}"?)`
+    : `Unknown flag "${given}"`;
 }
 
 /**
