@@ -22,7 +22,8 @@ import {
   parseSize,
 } from "../lib/flags.ts";
 import { decodeIcmp, decodeIcmpEcho, encodeIcmpEcho, ICMP_TYPE } from "../lib/packet/icmp.ts";
-import { decodeIPv4, IPPROTO } from "../lib/packet/ipv4.ts";
+import { decodeIPv4 } from "../lib/packet/ipv4.ts";
+import { IPPROTO } from "../lib/packet/packet_fields.ts";
 
 /** Options for {@linkcode ping}. */
 export interface PingOptions {

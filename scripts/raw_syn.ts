@@ -15,7 +15,8 @@ import { printLine, runMain, stopSignal } from "../lib/cli.ts";
 import { UsageError } from "../lib/errors.ts";
 import { RawSocket } from "../lib/ffi/raw_socket.ts";
 import { isIPv4, parseDuration, parseFlags, parseHost, parsePort } from "../lib/flags.ts";
-import { decodeIPv4, encodeIPv4, IPPROTO } from "../lib/packet/ipv4.ts";
+import { decodeIPv4, encodeIPv4 } from "../lib/packet/ipv4.ts";
+import { IPPROTO } from "../lib/packet/packet_fields.ts";
 import { decodeTcp, encodeTcp, formatTcpFlags, TCP_FLAGS } from "../lib/packet/tcp.ts";
 
 /** Options for {@linkcode sendSyn}. */

@@ -4,7 +4,8 @@
  */
 import { assertEquals } from "@std/assert";
 import { encodeIcmpEcho } from "../lib/packet/icmp.ts";
-import { encodeIPv4, IPPROTO } from "../lib/packet/ipv4.ts";
+import { encodeIPv4 } from "../lib/packet/ipv4.ts";
+import { IPPROTO } from "../lib/packet/packet_fields.ts";
 import { encodeTcp, TCP_FLAGS } from "../lib/packet/tcp.ts";
 import { encodeUdp } from "../lib/packet/udp.ts";
 import { hasPeer, runPeer } from "./_process.ts";

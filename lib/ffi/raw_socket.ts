@@ -5,7 +5,7 @@
  * CAP_NET_RAW) and `--allow-ffi`.
  * @module
  */
-import { formatIPv4, parseIPv4 } from "../packet/ipv4.ts";
+import { formatIPv4, parseIPv4 } from "../packet/packet_fields.ts";
 import { callOrThrow, lastError, type Libc, LINUX, openLibc, OsError } from "./libc.ts";
 
 /** Where a received packet came from. */

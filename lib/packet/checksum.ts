@@ -4,8 +4,6 @@
  * protocol and length, so a segment delivered to the wrong host fails its check.
  * @module
  */
-import { parseIPv4 } from "./ipv4.ts";
-
 /**
  * The ones' complement sum of `bytes` as big-endian 16-bit words, folded to 16 bits and added
  * to `initial` (another folded sum). An odd last byte is padded with a zero byte, so only the
@@ -43,58 +41,4 @@ export function onesComplementSum(bytes: Uint8Array, initial = 0): number {
  */
 export function internetChecksum(bytes: Uint8Array, initial = 0): number {
   return ~onesComplementSum(bytes, initial) & 0xffff;
-}
-
-/**
- * The folded sum of the IPv4 pseudo-header that TCP and UDP checksums cover: source and
- * destination address, protocol number and segment length.
- *
- * @example
- * ```ts
- * import { pseudoHeaderSum } from "./checksum.ts";
- * const sum = pseudoHeaderSum("127.0.0.1", "127.0.0.1", 6, 20);
- * if (sum !== 0xfe1c) throw new Error(sum.toString(16));
- * ```
- */
-export function pseudoHeaderSum(
-  src: string,
-  dst: string,
-  protocol: number,
-  length: number,
-): number {
-  if (!Number.isInteger(protocol) || protocol < 0 || protocol > 255) {
-    throw new RangeError(`Cannot use protocol ${protocol}: must be an integer from 0 to 255`);
-  }
-  if (!Number.isInteger(length) || length < 0 || length > 0xffff) {
-    throw new RangeError(`Cannot use length ${length}: must be an integer from 0 to 65535`);
-  }
-  const pseudo = new Uint8Array(12);
-  pseudo.set(parseIPv4(src), 0);
-  pseudo.set(parseIPv4(dst), 4);
-  pseudo[9] = protocol;
-  pseudo[10] = length >> 8;
-  pseudo[11] = length & 0xff;
-  return onesComplementSum(pseudo);
-}
-
-/**
- * The TCP or UDP checksum of a whole segment (header with its checksum field and payload)
- * sent from `src` to `dst`. A segment whose checksum field is right gives 0.
- *
- * @example Checking a UDP datagram captured on lo
- * ```ts
- * import { transportChecksum } from "./checksum.ts";
- * const segment = Uint8Array.from(
- *   "9c40b0390015741b48656c6c6f2c20576f726c6421".match(/../g)!.map((h) => parseInt(h, 16)),
- * );
- * if (transportChecksum("127.0.0.1", "127.0.0.1", 17, segment) !== 0) throw new Error("bad");
- * ```
- */
-export function transportChecksum(
-  src: string,
-  dst: string,
-  protocol: number,
-  segment: Uint8Array,
-): number {
-  return internetChecksum(segment, pseudoHeaderSum(src, dst, protocol, segment.length));
 }

@@ -3,7 +3,7 @@
  * 14-byte header with zero MAC addresses.
  * @module
  */
-import { checkField } from "./ipv4.ts";
+import { checkField } from "./packet_fields.ts";
 
 /** EtherType values used here. */
 export const ETHER_TYPE = { IPV4: 0x0800, ARP: 0x0806, VLAN: 0x8100, IPV6: 0x86dd } as const;

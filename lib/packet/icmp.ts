@@ -4,7 +4,7 @@
  * @module
  */
 import { internetChecksum } from "./checksum.ts";
-import { checkField } from "./ipv4.ts";
+import { checkField } from "./packet_fields.ts";
 
 /** ICMP types used here. */
 export const ICMP_TYPE = {

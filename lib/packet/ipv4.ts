@@ -1,12 +1,11 @@
 /**
  * IPv4 headers (RFC 791): encode one with its checksum, decode one with every length checked
- * against the bytes at hand, and convert dotted-quad addresses to and from bytes.
+ * against the bytes at hand. Addresses, protocol numbers and field checks are in
+ * `packet_fields.ts`.
  * @module
  */
 import { internetChecksum } from "./checksum.ts";
-
-/** IP protocol numbers used here. */
-export const IPPROTO = { ICMP: 1, TCP: 6, UDP: 17 } as const;
+import { checkField, formatIPv4, parseIPv4 } from "./packet_fields.ts";
 
 /** The "don't fragment" bit of {@linkcode IPv4Header.flags}. */
 export const IPV4_DONT_FRAGMENT = 0b010;
@@ -29,7 +28,7 @@ export interface IPv4Header {
   fragmentOffset: number;
   /** Time to live. */
   ttl: number;
-  /** Protocol of the payload, e.g. {@linkcode IPPROTO}.TCP. */
+  /** Protocol of the payload, e.g. `IPPROTO.TCP` (from `packet_fields.ts`). */
   protocol: number;
   /** Header checksum as found. */
   checksum: number;
@@ -70,50 +69,12 @@ export interface IPv4Packet {
 }
 
 /**
- * Parses a dotted-quad IPv4 address into its 4 bytes.
- *
- * @example
- * ```ts
- * import { parseIPv4 } from "./ipv4.ts";
- * if (parseIPv4("127.0.0.1").join(".") !== "127.0.0.1") throw new Error("bad address");
- * ```
- */
-export function parseIPv4(text: string): Uint8Array {
-  const parts = text.split(".");
-  if (parts.length !== 4 || !parts.every((part) => /^(0|[1-9]\d{0,2})$/.test(part))) {
-    throw new SyntaxError(`Cannot parse IPv4 address "${text}": must be a dotted quad`);
-  }
-  const bytes = parts.map(Number);
-  if (bytes.some((byte) => byte > 255)) {
-    throw new SyntaxError(`Cannot parse IPv4 address "${text}": each part must be 0 to 255`);
-  }
-  return Uint8Array.from(bytes);
-}
-
-/**
- * Formats 4 bytes at `offset` of `bytes` as a dotted quad.
- *
- * @example
- * ```ts
- * import { formatIPv4 } from "./ipv4.ts";
- * if (formatIPv4(new Uint8Array([127, 0, 0, 1])) !== "127.0.0.1") throw new Error("bad");
- * ```
- */
-export function formatIPv4(bytes: Uint8Array, offset = 0): string {
-  if (offset < 0 || offset + 4 > bytes.length) {
-    throw new RangeError(
-      `Cannot read an IPv4 address at offset ${offset} of ${bytes.length} bytes`,
-    );
-  }
-  return `${bytes[offset]}.${bytes[offset + 1]}.${bytes[offset + 2]}.${bytes[offset + 3]}`;
-}
-
-/**
  * Builds an IPv4 packet: header (with total length and checksum filled in) and payload.
  *
  * @example A header for an ICMP payload
  * ```ts
- * import { decodeIPv4, encodeIPv4, IPPROTO } from "./ipv4.ts";
+ * import { decodeIPv4, encodeIPv4 } from "./ipv4.ts";
+ * import { IPPROTO } from "./packet_fields.ts";
  * const packet = encodeIPv4(
  *   { src: "127.0.0.1", dst: "127.0.0.1", protocol: IPPROTO.ICMP },
  *   new Uint8Array(8),
@@ -210,12 +171,4 @@ export function decodeIPv4(bytes: Uint8Array): IPv4Packet {
     },
     payload: bytes.subarray(headerLength, totalLength),
   };
-}
-
-/** Throws a `RangeError` unless `value` is an integer from 0 to `max`; returns it. */
-export function checkField(name: string, value: number, max: number): number {
-  if (!Number.isInteger(value) || value < 0 || value > max) {
-    throw new RangeError(`Cannot encode ${name} ${value}: must be an integer from 0 to ${max}`);
-  }
-  return value;
 }

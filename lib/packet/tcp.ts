@@ -3,8 +3,7 @@
  * pseudo-header. Decoding checks every length against the bytes at hand.
  * @module
  */
-import { transportChecksum } from "./checksum.ts";
-import { checkField, IPPROTO } from "./ipv4.ts";
+import { checkField, IPPROTO, type PseudoHeader, transportChecksum } from "./packet_fields.ts";
 
 /** TCP flag bits, as in byte 13 of the header. */
 export const TCP_FLAGS = {
@@ -16,6 +15,16 @@ export const TCP_FLAGS = {
   URG: 0x20,
   ECE: 0x40,
   CWR: 0x80,
+} as const;
+
+/** TCP option kinds that {@linkcode describeTcpOptions} names. */
+export const TCP_OPTION = {
+  EOL: 0,
+  NOP: 1,
+  MSS: 2,
+  WSCALE: 3,
+  SACK_PERMITTED: 4,
+  TIMESTAMP: 8,
 } as const;
 
 /** A decoded TCP header. */
@@ -60,14 +69,6 @@ export interface TcpFields {
   urgent?: number;
   /** Options, padded by the caller to a multiple of 4 bytes, at most 40. @default {empty} */
   options?: Uint8Array;
-}
-
-/** The IPv4 addresses the checksum's pseudo-header covers. */
-export interface PseudoHeader {
-  /** Source address, dotted quad. */
-  src: string;
-  /** Destination address, dotted quad. */
-  dst: string;
 }
 
 /** A TCP segment split into header and payload (views into the decoded bytes). */
@@ -171,14 +172,15 @@ export function decodeTcp(bytes: Uint8Array): TcpSegment {
 }
 
 /**
- * Splits TCP option bytes into options. End-of-list stops; no-op options are left out.
- * Throws `SyntaxError` for an option whose length is below 2 or runs past the end.
+ * Splits TCP option bytes into options, in order, as tcpdump lists them: no-ops (kind 1) are
+ * kept, and an end-of-list (kind 0) is the last option (what follows it is padding). Throws
+ * `SyntaxError` for an option whose length is below 2 or runs past the end.
  *
  * @example
  * ```ts
  * import { decodeTcpOptions } from "./tcp.ts";
- * const [mss] = decodeTcpOptions(new Uint8Array([2, 4, 0xff, 0xd7]));
- * if (mss.kind !== 2 || mss.data.length !== 2) throw new Error("bad option");
+ * const options = decodeTcpOptions(new Uint8Array([1, 2, 4, 0xff, 0xd7, 0, 0, 0]));
+ * if (options.map((option) => option.kind).join() !== "1,2,0") throw new Error("bad options");
  * ```
  */
 export function decodeTcpOptions(bytes: Uint8Array): TcpOption[] {
@@ -186,8 +188,9 @@ export function decodeTcpOptions(bytes: Uint8Array): TcpOption[] {
   let i = 0;
   while (i < bytes.length) {
     const kind = bytes[i];
-    if (kind === 0) break;
-    if (kind === 1) {
+    if (kind === TCP_OPTION.EOL || kind === TCP_OPTION.NOP) {
+      options.push({ kind, data: bytes.subarray(i + 1, i + 1) });
+      if (kind === TCP_OPTION.EOL) break;
       i++;
       continue;
     }
@@ -207,22 +210,25 @@ export function decodeTcpOptions(bytes: Uint8Array): TcpOption[] {
 }
 
 /**
- * Describes TCP options the way `tcpdump` does: `mss 65495,sackOK,TS val 1 ecr 0,wscale 10`.
+ * Describes TCP options the way `tcpdump` does:
+ * `mss 65495,sackOK,TS val 1 ecr 0,nop,wscale 10`.
  *
  * @example
  * ```ts
  * import { describeTcpOptions } from "./tcp.ts";
  * const text = describeTcpOptions(new Uint8Array([2, 4, 0xff, 0xd7, 1, 3, 3, 10]));
- * if (text !== "mss 65495,wscale 10") throw new Error(text);
+ * if (text !== "mss 65495,nop,wscale 10") throw new Error(text);
  * ```
  */
 export function describeTcpOptions(bytes: Uint8Array): string {
   return decodeTcpOptions(bytes).map(({ kind, data }) => {
     const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-    if (kind === 2 && data.length === 2) return `mss ${view.getUint16(0)}`;
-    if (kind === 3 && data.length === 1) return `wscale ${data[0]}`;
-    if (kind === 4 && data.length === 0) return "sackOK";
-    if (kind === 8 && data.length === 8) {
+    if (kind === TCP_OPTION.EOL) return "eol";
+    if (kind === TCP_OPTION.NOP) return "nop";
+    if (kind === TCP_OPTION.MSS && data.length === 2) return `mss ${view.getUint16(0)}`;
+    if (kind === TCP_OPTION.WSCALE && data.length === 1) return `wscale ${data[0]}`;
+    if (kind === TCP_OPTION.SACK_PERMITTED && data.length === 0) return "sackOK";
+    if (kind === TCP_OPTION.TIMESTAMP && data.length === 8) {
       return `TS val ${view.getUint32(0)} ecr ${view.getUint32(4)}`;
     }
     return `opt-${kind} len ${data.length}`;

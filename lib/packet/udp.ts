@@ -2,9 +2,7 @@
  * UDP headers (RFC 768) with the checksum over the IPv4 pseudo-header.
  * @module
  */
-import { transportChecksum } from "./checksum.ts";
-import { checkField, IPPROTO } from "./ipv4.ts";
-import type { PseudoHeader } from "./tcp.ts";
+import { checkField, IPPROTO, type PseudoHeader, transportChecksum } from "./packet_fields.ts";
 
 /** A decoded UDP header. */
 export interface UdpHeader {
