@@ -24,7 +24,7 @@ import {
   parseSize,
   rejectTogether,
 } from "../lib/flags.ts";
-import { claimUnixPath } from "../lib/unix_path.ts";
+import { claimUnixPath } from "../lib/net/unix_path.ts";
 import { serveEcho, type ServeEchoOptions, type ServerEvent } from "../lib/echo/mod.ts";
 
 export { type EchoServer, serveEcho, type ServeEchoOptions } from "../lib/echo/mod.ts";

@@ -21,7 +21,7 @@ import { UsageError } from "../lib/errors.ts";
 import { escapeText } from "../lib/escape.ts";
 import { parseDuration, parseFlags, parseHost, parsePort, rejectTogether } from "../lib/flags.ts";
 import { explainTlsError, serverTlsFromFlags } from "../lib/tls.ts";
-import { claimUnixPath, releaseUnixPath } from "../lib/unix_path.ts";
+import { claimUnixPath, releaseUnixPath } from "../lib/net/unix_path.ts";
 
 /** The `server` header of every response. */
 export const SERVER_NAME = "deno-sockets-http2";

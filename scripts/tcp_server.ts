@@ -12,7 +12,7 @@ import { printLine, runMain, stopSignal } from "../lib/cli.ts";
 import { closeOnce, isPeerGone, withAddress } from "../lib/errors.ts";
 import { parseCount, parseEndpoint, parseFlags, rejectTogether } from "../lib/flags.ts";
 import { listenTlsOrTcp, serverTlsFromFlags, type ServerTlsOptions } from "../lib/tls.ts";
-import { claimUnixPath, releaseUnixPath } from "../lib/unix_path.ts";
+import { claimUnixPath, releaseUnixPath } from "../lib/net/unix_path.ts";
 
 /** Options for {@linkcode serveGreeting}. */
 export interface GreetingServerOptions {

@@ -13,7 +13,7 @@ import { printError, printLine, runMain, stopSignal } from "../lib/cli.ts";
 import { closeOnce, isPeerGone, withAddress } from "../lib/errors.ts";
 import { escapeBytes } from "../lib/escape.ts";
 import { parseCount, parseEndpoint, parseFlags, parseSize, rejectTogether } from "../lib/flags.ts";
-import { claimUnixPath, releaseUnixPath } from "../lib/unix_path.ts";
+import { claimUnixPath, releaseUnixPath } from "../lib/net/unix_path.ts";
 
 /** Big enough for any UDP datagram (the IPv4 payload limit is 65507, IPv6's 65527). */
 const RECEIVE_BUFFER_BYTES = 65536;

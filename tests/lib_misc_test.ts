@@ -1,7 +1,7 @@
 import { assertEquals, assertRejects } from "@std/assert";
 import { formatAddr, formatHostPort } from "../lib/address.ts";
 import { closeOnce, describeError, isPeerGone, UsageError, withAddress } from "../lib/errors.ts";
-import { claimUnixPath, releaseUnixPath } from "../lib/unix_path.ts";
+import { claimUnixPath, releaseUnixPath } from "../lib/net/unix_path.ts";
 
 Deno.test("formatAddr() brackets IPv6 and names Unix paths", () => {
   assertEquals(formatAddr({ transport: "tcp", hostname: "127.0.0.1", port: 1 }), "127.0.0.1:1");

@@ -6,7 +6,7 @@
 import { formatTarget } from "../address.ts";
 import { withAddress } from "../errors.ts";
 import { listenTlsOrTcp, type ServerTlsOptions } from "../tls.ts";
-import { releaseUnixPath } from "../unix_path.ts";
+import { releaseUnixPath } from "../net/unix_path.ts";
 import { Multiplexer, type MultiplexerOptions, type MuxStats } from "./multiplexer.ts";
 import type { ConnState } from "./state.ts";
 
