@@ -7,7 +7,6 @@ import { assert, assertEquals, assertMatch } from "@std/assert";
 import { hasPeer, isRoot, runScript, spawnScript } from "./_process.ts";
 import { ping } from "../scripts/raw_ping.ts";
 import { sendSyn } from "../scripts/raw_syn.ts";
-import { sniff } from "../scripts/raw_sniff.ts";
 
 const root = isRoot();
 if (!root) console.warn("skipping raw socket tests: they need root (run the tests as root)");
@@ -161,94 +160,6 @@ Deno.test({
     const [sent, reply] = closed.stdout.trimEnd().split("\n").map((line) => JSON.parse(line));
     assertEquals(sent.event, "sent");
     assertEquals([reply.event, reply.kind, reply.flags], ["reply", "rst", "R."]);
-  },
-});
-
-Deno.test({
-  name: "raw_sniff.ts decodes the ports and payload of a datagram from udp_send.ts",
-  ignore: !root,
-  async fn() {
-    // A bound receiver, so the datagram is delivered rather than answered with an ICMP error.
-    const receiver = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
-    try {
-      const port = (receiver.addr as Deno.NetAddr).port;
-      await using script = spawnScript("raw_sniff.ts", [
-        "--proto",
-        "udp",
-        "--port",
-        String(port),
-        "--count",
-        "1",
-        "--json",
-      ], { permissions: FFI });
-      await script.waitForStderr(/^Listening on lo$/m);
-      const sent = await runScript("udp_send.ts", [
-        "--port",
-        String(port),
-        "--message",
-        "Hello, World!",
-      ], { permissions: ["--allow-net=127.0.0.1"] });
-      assertEquals(sent.code, 0, sent.stderr);
-      const [, from] = await receiver.receive();
-      const result = await script.result();
-      assertEquals(result.code, 0, result.stderr);
-      const frame = JSON.parse(result.stdout);
-      assertEquals(frame.protocol, "udp");
-      assertEquals([frame.src, frame.dst], ["127.0.0.1", "127.0.0.1"]);
-      assertEquals(frame.srcPort, (from as Deno.NetAddr).port);
-      assertEquals(frame.dstPort, port);
-      assertEquals([frame.payloadLength, frame.payload], [13, "Hello, World!"]);
-      assertEquals(result.stderr, "Listening on lo\n1 frame captured\n");
-    } finally {
-      receiver.close();
-    }
-  },
-});
-
-Deno.test({
-  name: "raw_sniff.ts stops on SIGINT while it waits for frames",
-  ignore: !root,
-  async fn() {
-    await using script = spawnScript("raw_sniff.ts", ["--port", String(closedPort())], {
-      permissions: FFI,
-    });
-    await script.waitForStderr(/^Listening on lo$/m);
-    const result = await script.stop("SIGINT");
-    assertEquals(result.code, 0, result.stderr);
-    assertEquals(result.stdout, "");
-    assertEquals(result.stderr, "Listening on lo\n0 frames captured\n");
-  },
-});
-
-Deno.test({
-  name: "sniff() sees a SYN and its RST on lo, each once",
-  ignore: !root,
-  async fn() {
-    const dstPort = closedPort();
-    const srcPort = probePort();
-    const controller = new AbortController();
-    // Ends the capture if the frames never come, so the test fails instead of hanging.
-    const timer = setTimeout(() => controller.abort(), 10_000);
-    const { promise: listening, resolve } = Promise.withResolvers<void>();
-    const frames = sniff({
-      protocol: "tcp",
-      port: dstPort,
-      count: 2,
-      signal: controller.signal,
-      onListening: resolve,
-    });
-    const collected = Array.fromAsync(frames, ({ frame }) => frame);
-    try {
-      await Promise.race([listening, collected]);
-      await sendSyn({ dstPort, srcPort, listenReply: true, timeout: 5000 });
-      const [syn, rst] = await collected;
-      assertEquals([syn?.srcPort, syn?.dstPort, syn?.flags], [srcPort, dstPort, "S"]);
-      assertEquals([rst?.srcPort, rst?.dstPort, rst?.flags], [dstPort, srcPort, "R."]);
-    } finally {
-      controller.abort();
-      clearTimeout(timer);
-      await collected.catch(() => {});
-    }
   },
 });
 

@@ -23,18 +23,36 @@ export const LINUX = {
   EAGAIN: 11,
   PACKET_OUTGOING: 4,
   ARPHRD_LOOPBACK: 772,
+  SOL_SOCKET: 1,
+  SO_ATTACH_FILTER: 26,
+  SO_TIMESTAMPNS: 35,
+  SCM_TIMESTAMPNS: 35,
+  SOL_PACKET: 263,
+  PACKET_RX_RING: 5,
+  PACKET_STATISTICS: 6,
+  PACKET_VERSION: 10,
+  TPACKET_V3: 2,
+  PROT_READ: 0x1,
+  PROT_WRITE: 0x2,
+  MAP_SHARED: 0x01,
+  CLOCK_REALTIME: 0,
 } as const;
 
 const SYMBOLS = {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
   bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   sendto: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"], result: "isize" },
   recvfrom: {
     parameters: ["i32", "buffer", "usize", "i32", "buffer", "buffer"],
     result: "isize",
   },
+  recvmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
   close: { parameters: ["i32"], result: "i32" },
+  mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
+  munmap: { parameters: ["pointer", "usize"], result: "i32" },
+  clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
   // Runs on a worker thread, so waiting for a packet never blocks the event loop.
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
   // The same call on this thread, with a zero timeout, when errno must be read.
@@ -131,6 +149,56 @@ function errorFor(libc: Libc, call: string, code: number): OsError {
 }
 
 const RAW_DENIED = "raw sockets need root or CAP_NET_RAW";
+
+/**
+ * Sets a socket option from raw bytes (a struct) or a number (an `int`), or throws its error.
+ *
+ * @example
+ * ```ts ignore
+ * import { LINUX, openLibc, setSocketOption } from "./libc.ts";
+ * const libc = openLibc();
+ * const fd = libc.symbols.socket(LINUX.AF_INET, LINUX.SOCK_RAW, LINUX.IPPROTO_ICMP);
+ * setSocketOption(libc, fd, LINUX.SOL_SOCKET, LINUX.SO_TIMESTAMPNS, 1);
+ * ```
+ */
+export function setSocketOption(
+  libc: Libc,
+  fd: number,
+  level: number,
+  name: number,
+  value: number | Uint8Array,
+): void {
+  const bytes = typeof value === "number"
+    ? new Uint8Array(new Int32Array([value]).buffer)
+    : value as Uint8Array<ArrayBuffer>;
+  callOrThrow(
+    libc,
+    "setsockopt",
+    () => libc.symbols.setsockopt(fd, level, name, bytes, bytes.length),
+  );
+}
+
+/**
+ * The time of `CLOCK_REALTIME`, the clock the kernel stamps packets with, in nanoseconds since
+ * the epoch. Read through libc rather than `Date.now()` because ping's round trip is a
+ * difference of two readings that must come from the same clock at the same resolution.
+ *
+ * @example
+ * ```ts ignore
+ * import { openLibc, realtimeNs } from "./libc.ts";
+ * const libc = openLibc();
+ * console.log(realtimeNs(libc) / 1_000_000n); // about Date.now()
+ * libc.close();
+ * ```
+ */
+export function realtimeNs(libc: Libc): bigint {
+  libc.symbols.clock_gettime(LINUX.CLOCK_REALTIME, TIMESPEC);
+  return TIMESPEC_WORDS[0] * 1_000_000_000n + TIMESPEC_WORDS[1];
+}
+
+// One struct timespec reused by every reading: realtimeNs() runs on the hot path before sendto.
+const TIMESPEC_WORDS = new BigInt64Array(2);
+const TIMESPEC = new Uint8Array(TIMESPEC_WORDS.buffer);
 
 const ERRNO_NAMES: Record<number, string> = {
   1: "EPERM",
