@@ -1,10 +1,14 @@
 /**
- * ICMP echo over a raw socket, like `ping`: send echo requests, match each reply by identifier
- * and sequence, print bytes, TTL and round-trip time, then a summary with loss and
- * min/avg/max/mdev. Ctrl-C stops early and still prints the summary. Needs root (or
- * CAP_NET_RAW) and --allow-ffi: Deno has no raw sockets, so this reaches libc through FFI.
+ * ICMP echo over a raw socket, like `ping`: send an echo request every interval whether or not
+ * the last reply came, match each reply (even a late one) to its sequence number, print bytes,
+ * TTL and round-trip time, then a summary with loss, elapsed time and min/avg/max/mdev. Times
+ * are measured as iputils measures them: from a clock reading just before `sendto` to the
+ * kernel's receive timestamp on the reply (`SO_TIMESTAMPNS`), both `CLOCK_REALTIME`, so the
+ * event loop's own delays are not counted. Ctrl-C stops early and still prints the summary.
+ * Needs root (or CAP_NET_RAW) and --allow-ffi: Deno has no raw sockets, so this reaches libc
+ * through FFI.
  *
- * Run:    sudo deno run --allow-ffi scripts/raw_ping.ts --host 127.0.0.1 --count 4
+ * Run:    sudo deno run --allow-ffi scripts/raw_ping.ts -c 4 127.0.0.1
  * Try it: compare with `ping -c 4 127.0.0.1`, or watch with `tcpdump -i lo -n icmp`
  *
  * @module
@@ -12,15 +16,18 @@
 import { delay } from "@std/async/delay";
 import { printLine, runMain, stopSignal } from "../lib/cli.ts";
 import { UsageError } from "../lib/errors.ts";
-import { RawSocket } from "../lib/ffi/raw_socket.ts";
+import { type RawPacket, RawSocket } from "../lib/ffi/raw_socket.ts";
+import { resolveIPv4 } from "../lib/ffi/raw_resolve.ts";
 import {
-  isIPv4,
+  isIPv6,
   parseCount,
   parseDuration,
   parseFlags,
   parseHost,
   parseSize,
+  rejectTogether,
 } from "../lib/flags.ts";
+import { formatJsonEvent } from "../lib/json_event.ts";
 import { decodeIcmp, decodeIcmpEcho, encodeIcmpEcho, ICMP_TYPE } from "../lib/packet/icmp.ts";
 import { decodeIPv4 } from "../lib/packet/ipv4.ts";
 import { IPPROTO } from "../lib/packet/packet_fields.ts";
@@ -31,24 +38,36 @@ export interface PingOptions {
   host?: string;
   /** Echo requests to send; `Infinity` until aborted. @default {4} */
   count?: number;
-  /** Milliseconds from one request to the next. @default {1000} */
+  /** Milliseconds from one request to the next, replies or not. @default {1000} */
   interval?: number;
-  /** Milliseconds to wait for each reply. @default {1000} */
+  /** Milliseconds to wait for each reply before reporting it missing. @default {1000} */
   timeout?: number;
+  /** Stop after this many milliseconds, whatever was sent or received. @default {Infinity} */
+  deadline?: number;
   /** Bytes of data in each request, after the 8-byte ICMP header. @default {56} */
   size?: number;
   /** ICMP identifier that tells our replies from other pings'. @default {Deno.pid & 0xffff} */
   identifier?: number;
   /** Stops sending; the summary covers what was sent until then. */
   signal?: AbortSignal;
-  /** Called once the socket is open, then for every reply and every request that got none. */
+  /** Called once the socket is open, then for every request, reply and missing reply. */
   onEvent?: (event: PingEvent) => void;
 }
 
-/** A reply, or a request that timed out. */
+/** What happened, in order. */
 export type PingEvent =
   | { event: "start"; host: string; size: number }
-  | { event: "reply"; seq: number; bytes: number; from: string; ttl: number; timeMs: number }
+  | { event: "request"; seq: number; bytes: number }
+  | {
+    event: "reply";
+    seq: number;
+    bytes: number;
+    from: string;
+    ttl: number;
+    timeMs: number;
+    /** Whether it came after its `timeout` event. */
+    late: boolean;
+  }
   | { event: "timeout"; seq: number };
 
 /** What {@linkcode ping} measured. */
@@ -58,6 +77,8 @@ export interface PingSummary {
   received: number;
   /** Lost share in percent. */
   lossPercent: number;
+  /** Milliseconds from the first request to the last request or reply, as ping's `time`. */
+  elapsedMs: number;
   /** Round-trip times in ms, in order of arrival. */
   times: number[];
   minMs?: number;
@@ -67,8 +88,16 @@ export interface PingSummary {
   mdevMs?: number;
 }
 
+/** A request still waiting for its reply. */
+interface Probe {
+  seq: number;
+  sentNs: bigint;
+  timedOut: boolean;
+  timer: ReturnType<typeof setTimeout>;
+}
+
 /**
- * Sends echo requests to `host` and collects the replies.
+ * Sends echo requests to `host` every `interval` and collects the replies.
  *
  * @example Ping localhost twice (as root, with --allow-ffi)
  * ```ts ignore
@@ -83,91 +112,129 @@ export async function ping(options: PingOptions = {}): Promise<PingSummary> {
   const interval = options.interval ?? 1000;
   const timeout = options.timeout ?? 1000;
   const identifier = options.identifier ?? (Deno.pid & 0xffff);
-  const { signal } = options;
   const data = Uint8Array.from({ length: options.size ?? 56 }, (_, i) => i & 0xff);
+  const emit = options.onEvent ?? (() => {});
+  const pending = new Map<number, Probe>();
   const times: number[] = [];
-  let transmitted = 0;
-  using socket = RawSocket.inet(IPPROTO.ICMP);
-  options.onEvent?.({ event: "start", host, size: data.length });
-  for (let seq = 1; seq <= count && !signal?.aborted; seq++) {
-    const sequence = seq & 0xffff;
-    const request = encodeIcmpEcho({ type: ICMP_TYPE.ECHO_REQUEST, identifier, sequence, data });
-    const sentAt = performance.now();
-    socket.send(request, host);
-    transmitted++;
-    const reply = await awaitReply(socket, { host, identifier, sequence, data }, {
-      timeout,
-      signal,
-    });
-    if (reply) {
-      const timeMs = reply.at - sentAt;
-      times.push(timeMs);
-      options.onEvent?.({
-        event: "reply",
-        seq,
-        bytes: reply.bytes,
-        from: host,
-        ttl: reply.ttl,
-        timeMs,
-      });
-    } else if (!signal?.aborted) {
-      options.onEvent?.({ event: "timeout", seq });
+  let transmitted = 0, firstNs = 0n, lastNs = 0n;
+  // Ends sending and waiting: the caller's signal or the deadline, whichever comes first.
+  const stop = new AbortController();
+  const onAbort = () => stop.abort();
+  options.signal?.addEventListener("abort", onAbort, { once: true });
+  const deadline = Number.isFinite(options.deadline)
+    ? setTimeout(onAbort, options.deadline)
+    : undefined;
+  // Wakes the final wait whenever a reply or a timeout changes what is pending.
+  let changed = Promise.withResolvers<void>();
+  const notify = () => {
+    changed.resolve();
+    changed = Promise.withResolvers<void>();
+  };
+
+  using socket = RawSocket.inet(IPPROTO.ICMP, {
+    timestamps: true,
+    icmpTypes: [ICMP_TYPE.ECHO_REPLY],
+  });
+  emit({ event: "start", host, size: data.length });
+  const onPacket = (packet: RawPacket) => {
+    const reply = matchReply(packet, host, identifier, data);
+    const probe = reply && pending.get(reply.sequence);
+    if (!reply || !probe) return; // not ours, or a duplicate
+    pending.delete(reply.sequence);
+    clearTimeout(probe.timer);
+    const receivedNs = packet.receivedNs ?? BigInt(Date.now()) * 1_000_000n;
+    if (receivedNs > lastNs) lastNs = receivedNs;
+    const timeMs = Number(receivedNs - probe.sentNs) / 1e6;
+    times.push(timeMs);
+    emit({ event: "reply", seq: probe.seq, ...reply.fields, timeMs, late: probe.timedOut });
+    notify();
+  };
+  const receiving = receiveAll(socket, onPacket, stop.signal);
+  try {
+    const startedAt = performance.now();
+    for (let seq = 1; seq <= count && !stop.signal.aborted; seq++) {
+      const sequence = seq & 0xffff;
+      const request = encodeIcmpEcho({ type: ICMP_TYPE.ECHO_REQUEST, identifier, sequence, data });
+      const sentNs = socket.sendStamped(request, host);
+      if (transmitted++ === 0) firstNs = sentNs;
+      if (sentNs > lastNs) lastNs = sentNs;
+      emit({ event: "request", seq, bytes: request.length });
+      const probe: Probe = { seq, sentNs, timedOut: false, timer: undefined! };
+      probe.timer = setTimeout(() => {
+        probe.timedOut = true;
+        emit({ event: "timeout", seq });
+        notify();
+      }, timeout);
+      pending.set(sequence, probe);
+      // The next request leaves on schedule, whether or not this one was answered.
+      const wait = startedAt + seq * interval - performance.now();
+      if (seq < count && wait > 0) await delay(wait, { signal: stop.signal }).catch(() => {});
     }
-    const wait = sentAt + interval - performance.now();
-    if (seq < count && wait > 0 && !signal?.aborted) {
-      try {
-        await delay(wait, { signal });
-      } catch { /* aborted: stop sending */ }
+    // After the last request: until every reply came or was reported missing (a late one is
+    // still counted while we wait for the others), unless stopped.
+    while (!stop.signal.aborted && [...pending.values()].some((probe) => !probe.timedOut)) {
+      await Promise.race([changed.promise, receiving]);
     }
+  } finally {
+    stop.abort();
+    clearTimeout(deadline);
+    options.signal?.removeEventListener("abort", onAbort);
+    for (const probe of pending.values()) clearTimeout(probe.timer);
+    await receiving;
   }
-  return summarize(host, transmitted, times);
+  return summarize(host, transmitted, times, Number(lastNs - firstNs) / 1e6);
 }
 
-interface Expected {
-  host: string;
-  identifier: number;
-  sequence: number;
-  data: Uint8Array;
-}
-
-/** Reads packets until the reply to `expected` arrives; on lo that skips our own request. */
-async function awaitReply(
+/** Passes every packet to `onPacket` until `signal` aborts. */
+async function receiveAll(
   socket: RawSocket,
-  expected: Expected,
-  options: { timeout: number; signal?: AbortSignal },
-): Promise<{ bytes: number; ttl: number; at: number } | null> {
-  const deadline = performance.now() + options.timeout;
-  while (true) {
-    const left = deadline - performance.now();
-    if (left <= 0) return null;
-    const packet = await socket.receive({ timeout: left, signal: options.signal });
-    if (packet === null) return null;
-    const at = performance.now();
-    try {
-      const { header, payload } = decodeIPv4(packet.data);
-      if (header.src !== expected.host || !decodeIcmp(payload).checksumOk) continue;
-      const echo = decodeIcmpEcho(payload);
-      if (
-        echo.type === ICMP_TYPE.ECHO_REPLY && echo.identifier === expected.identifier &&
-        echo.sequence === expected.sequence && sameBytes(echo.data, expected.data)
-      ) {
-        return { bytes: payload.length, ttl: header.ttl, at };
-      }
-    } catch (error) {
-      // Some other ICMP message, or a malformed one: not our reply.
-      if (!(error instanceof RangeError || error instanceof SyntaxError)) throw error;
-    }
+  onPacket: (packet: RawPacket) => void,
+  signal: AbortSignal,
+): Promise<void> {
+  while (!signal.aborted) {
+    const packet = await socket.receive({ signal });
+    if (packet === null) return;
+    onPacket(packet);
   }
 }
 
+/** The echo reply to one of our requests, or `null`; on lo that skips our own requests. */
+function matchReply(packet: RawPacket, host: string, identifier: number, data: Uint8Array) {
+  try {
+    const { header, payload } = decodeIPv4(packet.data);
+    if (header.src !== host || !decodeIcmp(payload).checksumOk) return null;
+    const echo = decodeIcmpEcho(payload);
+    if (
+      echo.type !== ICMP_TYPE.ECHO_REPLY || echo.identifier !== identifier ||
+      !sameBytes(echo.data, data)
+    ) {
+      return null;
+    }
+    return {
+      sequence: echo.sequence,
+      fields: { bytes: payload.length, from: header.src, ttl: header.ttl },
+    };
+  } catch (error) {
+    // Some other ICMP message, or a malformed one: not our reply.
+    if (!(error instanceof RangeError || error instanceof SyntaxError)) throw error;
+    return null;
+  }
+}
+
+// `equals` from @std/bytes once deno.json maps "@std/bytes/equals".
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((byte, i) => byte === b[i]);
 }
 
-function summarize(host: string, transmitted: number, times: number[]): PingSummary {
+function summarize(
+  host: string,
+  transmitted: number,
+  times: number[],
+  elapsedMs: number,
+): PingSummary {
   const received = times.length;
   const lossPercent = transmitted === 0 ? 0 : ((transmitted - received) / transmitted) * 100;
-  const summary: PingSummary = { host, transmitted, received, lossPercent, times };
+  const summary: PingSummary = { host, transmitted, received, lossPercent, elapsedMs, times };
   if (received > 0) {
     const avg = times.reduce((a, b) => a + b, 0) / received;
     summary.minMs = Math.min(...times);
@@ -179,12 +246,32 @@ function summarize(host: string, transmitted: number, times: number[]): PingSumm
   return summary;
 }
 
-/** The two summary lines `ping` prints, plus the header line. */
-export function formatSummary(summary: PingSummary): string[] {
-  const loss = Number(summary.lossPercent.toFixed(1));
+/**
+ * The statistics lines `ping` prints at the end, for the host as the user typed it.
+ *
+ * @example
+ * ```ts
+ * import { formatSummary } from "./raw_ping.ts";
+ * const [title, counts] = formatSummary({
+ *   host: "127.0.0.1",
+ *   transmitted: 4,
+ *   received: 0,
+ *   lossPercent: 100,
+ *   elapsedMs: 3004.6,
+ *   times: [],
+ * }, "localhost");
+ * if (title !== "--- localhost ping statistics ---") throw new Error(title);
+ * if (counts !== "4 packets transmitted, 0 received, 100% packet loss, time 3005ms") {
+ *   throw new Error(counts);
+ * }
+ * ```
+ */
+export function formatSummary(summary: PingSummary, name: string = summary.host): string[] {
+  const loss = Number(summary.lossPercent.toFixed(4));
   const lines = [
-    `--- ${summary.host} ping statistics ---`,
-    `${summary.transmitted} packets transmitted, ${summary.received} received, ${loss}% packet loss`,
+    `--- ${name} ping statistics ---`,
+    `${summary.transmitted} packets transmitted, ${summary.received} received, ` +
+    `${loss}% packet loss, time ${Math.round(summary.elapsedMs)}ms`,
   ];
   if (summary.received > 0) {
     const ms = [summary.minMs, summary.avgMs, summary.maxMs, summary.mdevMs]
@@ -194,84 +281,119 @@ export function formatSummary(summary: PingSummary): string[] {
   return lines;
 }
 
-const USAGE = `Usage: raw_ping.ts [options]
+const USAGE = `Usage: raw_ping.ts [options] [HOST]
 
-Sends ICMP echo requests over a raw socket and prints each reply, like ping.
+Sends ICMP echo requests over a raw socket and prints each reply, like ping. HOST is an IPv4
+address or a name (resolved as ping does, /etc/hosts first).
 Needs root (or CAP_NET_RAW) and --allow-ffi.
 
 Options:
-  --host ADDR       IPv4 address to ping                        [default: 127.0.0.1]
-  --count N         requests to send, 0 for until Ctrl-C        [default: 4]
-  --interval TIME   time between requests (500ms, 1s)           [default: 1s]
-  --timeout TIME    time to wait for each reply                 [default: 1s]
-  --size BYTES      data bytes per request                      [default: 56]
-  -q, --quiet       print only the summary
-  --json            print one JSON object per reply, timeout and summary
-  -h, --help        show this help
+  --host HOST            host to ping (or the HOST argument)    [default: 127.0.0.1]
+  -c, --count N          requests to send, 0 for until Ctrl-C    [default: 4]
+  -i, --interval TIME    time between requests (0.2, 500ms, 1s)  [default: 1s]
+  -W, --timeout TIME     time to wait for each reply             [default: 1s]
+  -w, --deadline TIME    stop after this long, whatever happened
+  -s, --size BYTES       data bytes per request                  [default: 56]
+  -q, --quiet            print only the summary
+  --json                 print one JSON object per request, reply, timeout and summary
+  -h, --help             show this help
 
-Exit status: 0 when a reply came, 1 when none did or on an error, 2 for bad flags.
+A bare number of seconds works as with ping (-i 0.2). Exit status: 0 when a reply came, 1 when
+none did or on an error, 2 for bad flags.
 
-Run:    sudo deno run --allow-ffi scripts/raw_ping.ts --host 127.0.0.1
+Run:    sudo deno run --allow-ffi scripts/raw_ping.ts -c 4 127.0.0.1
 Try it: ping -c 4 127.0.0.1 (and compare)`;
 
-async function main(args: string[]): Promise<number | void> {
+async function main(args: string[]): Promise<number> {
   const flags = parseFlags(args, {
-    string: ["host", "count", "interval", "timeout", "size"],
-    boolean: ["quiet", "json", "help"],
-    alias: { h: "help", q: "quiet" },
+    string: ["host", "count", "interval", "timeout", "deadline", "size"],
+    boolean: ["quiet", "json"],
+    alias: { c: "count", i: "interval", W: "timeout", w: "deadline", s: "size", q: "quiet" },
+    positional: ["host"],
+    usage: USAGE,
   });
-  if (flags.help) return printLine(USAGE);
-  const host = parseHost(flags.host ?? "127.0.0.1");
-  if (!isIPv4(host)) {
-    throw new UsageError(`Cannot ping "${host}": --host must be an IPv4 address (ICMPv4 only)`);
+  rejectTogether(flags, ["quiet", "json"]);
+  const name = parseHost(flags.host ?? "127.0.0.1");
+  if (isIPv6(name)) {
+    throw new UsageError(`Cannot ping "${name}": IPv6 is not supported (ICMPv4 only)`);
   }
   const count = parseCount(flags.count ?? "4", "--count", { min: 0 });
   const size = parseSize(flags.size ?? "56", "--size", { min: 0, max: 65535 - 28 });
   const options: PingOptions = {
-    host,
     count: count === 0 ? Infinity : count,
     interval: parseDuration(flags.interval ?? "1s", "--interval"),
     timeout: parseDuration(flags.timeout ?? "1s", "--timeout"),
+    deadline: flags.deadline === undefined
+      ? undefined
+      : parseDuration(flags.deadline, "--deadline"),
     size,
   };
+  const address = await resolveIPv4(name);
 
   using stop = stopSignal();
-  const print = (value: Record<string, unknown>, line: string) => {
-    if (flags.json) printLine(JSON.stringify(value));
-    else if (!flags.quiet) printLine(line);
-  };
+  const json = (event: string, fields: Record<string, unknown>) =>
+    printLine(formatJsonEvent(event, { peer: address, ...fields }));
   const summary = await ping({
     ...options,
+    host: address,
     signal: stop.signal,
     onEvent(event) {
+      if (flags.json) {
+        if (event.event === "start") json("start", { host: name, bytes: size });
+        else if (event.event === "reply") {
+          json("reply", {
+            bytes: event.bytes,
+            seq: event.seq,
+            ttl: event.ttl,
+            time_ms: event.timeMs,
+            late: event.late,
+          });
+        } else {json(event.event, {
+            seq: event.seq,
+            ...("bytes" in event ? { bytes: event.bytes } : {}),
+          });}
+        return;
+      }
       if (event.event === "start") {
-        if (!flags.json) printLine(`PING ${host} ${size}(${size + 28}) bytes of data.`);
+        printLine(`PING ${name} (${address}) ${size}(${size + 28}) bytes of data.`);
+      } else if (flags.quiet || event.event === "request") {
+        return;
       } else if (event.event === "timeout") {
-        print(event, `no reply for icmp_seq=${event.seq}`);
+        printLine(`no answer yet for icmp_seq=${event.seq}`);
       } else {
-        print(
-          { ...event, timeMs: round3(event.timeMs) },
+        printLine(
           `${event.bytes} bytes from ${event.from}: icmp_seq=${event.seq} ttl=${event.ttl} ` +
-            `time=${event.timeMs.toFixed(3)} ms`,
+            `time=${formatMs(event.timeMs)} ms`,
         );
       }
     },
   });
   if (flags.json) {
-    const { times: _, ...rest } = summary;
-    const rounded = Object.entries(rest).map((
-      [k, v],
-    ) => [k, typeof v === "number" ? round3(v) : v]);
-    printLine(JSON.stringify({ event: "summary", ...Object.fromEntries(rounded) }));
+    json("summary", {
+      host: name,
+      transmitted: summary.transmitted,
+      received: summary.received,
+      loss_percent: summary.lossPercent,
+      time_ms: Math.round(summary.elapsedMs),
+      ...(summary.received > 0
+        ? {
+          rtt_min_ms: summary.minMs,
+          rtt_avg_ms: summary.avgMs,
+          rtt_max_ms: summary.maxMs,
+          rtt_mdev_ms: summary.mdevMs,
+        }
+        : {}),
+    });
   } else {
     printLine("");
-    for (const line of formatSummary(summary)) printLine(line);
+    for (const line of formatSummary(summary, name)) printLine(line);
   }
-  return summary.transmitted > 0 && summary.received === 0 ? 1 : 0;
+  return summary.received === 0 ? 1 : 0;
 }
 
-function round3(value: number): number {
-  return Math.round(value * 1000) / 1000;
+/** Three decimals as ping prints them below 100 ms, fewer above. */
+function formatMs(ms: number): string {
+  return ms < 100 ? ms.toFixed(3) : ms < 1000 ? ms.toFixed(1) : ms.toFixed(0);
 }
 
 if (import.meta.main) runMain("raw_ping", () => main(Deno.args));

@@ -1,11 +1,11 @@
 /**
- * Raw sockets end to end over FFI, on loopback only: ping, SYN probes and the sniffer. These
+ * Raw sockets end to end over FFI, on loopback only: SYN probes, and what every raw script
+ * shares (permissions, help); ping and the sniffer have their own files. These
  * need root (or CAP_NET_RAW); without it they are skipped with a message. The checks that the
  * scripts fail with one clear line run everywhere.
  */
-import { assert, assertEquals, assertMatch } from "@std/assert";
-import { hasPeer, isRoot, runScript, spawnScript } from "./_process.ts";
-import { ping } from "../scripts/raw_ping.ts";
+import { assertEquals, assertMatch } from "@std/assert";
+import { hasPeer, isRoot, runScript } from "./_process.ts";
 import { sendSyn } from "../scripts/raw_syn.ts";
 
 const root = isRoot();
@@ -35,61 +35,6 @@ function closedPort(): number {
   listener.close();
   return port;
 }
-
-Deno.test({
-  name: "ping() gets a reply from 127.0.0.1 for every request",
-  ignore: !root,
-  async fn() {
-    const events: string[] = [];
-    const summary = await ping({
-      count: 3,
-      interval: 20,
-      timeout: 5000,
-      size: 100,
-      onEvent: (event) => events.push(event.event),
-    });
-    assertEquals(events, ["start", "reply", "reply", "reply"]);
-    assertEquals([summary.transmitted, summary.received, summary.lossPercent], [3, 3, 0]);
-    assertEquals(summary.times.length, 3);
-    assert(summary.minMs! <= summary.avgMs! && summary.avgMs! <= summary.maxMs!);
-  },
-});
-
-Deno.test({
-  name: "raw_ping.ts prints a line per reply and a summary like ping",
-  ignore: !root,
-  async fn() {
-    const result = await runScript("raw_ping.ts", ["--count", "2", "--interval", "50ms"], {
-      permissions: FFI,
-    });
-    assertEquals(result.code, 0, result.stderr);
-    const lines = result.stdout.trimEnd().split("\n");
-    assertEquals(lines[0], "PING 127.0.0.1 56(84) bytes of data.");
-    assertMatch(lines[1], /^64 bytes from 127\.0\.0\.1: icmp_seq=1 ttl=\d+ time=\d+\.\d{3} ms$/);
-    assertMatch(lines[2], /^64 bytes from 127\.0\.0\.1: icmp_seq=2 ttl=\d+ time=\d+\.\d{3} ms$/);
-    assertEquals(lines.slice(3, 6), [
-      "",
-      "--- 127.0.0.1 ping statistics ---",
-      "2 packets transmitted, 2 received, 0% packet loss",
-    ]);
-    assertMatch(lines[6], /^rtt min\/avg\/max\/mdev = [\d.]+\/[\d.]+\/[\d.]+\/[\d.]+ ms$/);
-    assertEquals(result.stderr, "");
-  },
-});
-
-Deno.test({
-  name: "raw_ping.ts prints the summary when stopped with SIGINT",
-  ignore: !root,
-  async fn() {
-    await using script = spawnScript("raw_ping.ts", ["--count", "0", "--interval", "50ms", "-q"], {
-      permissions: FFI,
-    });
-    await script.waitForStdout(/^PING 127\.0\.0\.1/m);
-    const result = await script.stop("SIGINT");
-    assertEquals(result.code, 0, result.stderr);
-    assertMatch(result.stdout, /^\d+ packets transmitted, \d+ received, [\d.]+% packet loss$/m);
-  },
-});
 
 Deno.test({
   name: "sendSyn() gets a SYN-ACK from a port where a listener waits",

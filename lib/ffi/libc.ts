@@ -24,6 +24,8 @@ export const LINUX = {
   PACKET_OUTGOING: 4,
   ARPHRD_LOOPBACK: 772,
   SOL_SOCKET: 1,
+  SOL_RAW: 255,
+  ICMP_FILTER: 1,
   SO_ATTACH_FILTER: 26,
   SO_TIMESTAMPNS: 35,
   SCM_TIMESTAMPNS: 35,
@@ -36,6 +38,8 @@ export const LINUX = {
   PROT_WRITE: 0x2,
   MAP_SHARED: 0x01,
   CLOCK_REALTIME: 0,
+  EFD_NONBLOCK: 0x800,
+  EFD_CLOEXEC: 0x80000,
 } as const;
 
 const SYMBOLS = {
@@ -53,11 +57,22 @@ const SYMBOLS = {
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
   munmap: { parameters: ["pointer", "usize"], result: "i32" },
   clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
+  eventfd: { parameters: ["u32", "i32"], result: "i32" },
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   // Runs on a worker thread, so waiting for a packet never blocks the event loop.
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
   // The same call on this thread, with a zero timeout, when errno must be read.
   poll_now: { name: "poll", parameters: ["buffer", "u64", "i32"], result: "i32" },
   if_nametoindex: { parameters: ["buffer"], result: "u32" },
+  // Name lookups may wait on DNS: a worker thread, like poll.
+  getaddrinfo: {
+    parameters: ["buffer", "pointer", "buffer", "buffer"],
+    result: "i32",
+    nonblocking: true,
+  },
+  freeaddrinfo: { parameters: ["pointer"], result: "void" },
+  gai_strerror: { parameters: ["i32"], result: "pointer" },
   strerror: { parameters: ["i32"], result: "pointer" },
   __errno_location: { parameters: [], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;

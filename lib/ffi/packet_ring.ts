@@ -196,7 +196,7 @@ export class PacketRing implements Disposable {
         if (frames) return frames;
         const left = deadline - performance.now();
         if (left <= 0) return null;
-        await this.#poller.wait(left);
+        await this.#poller.wait(left, options.signal);
       }
       return null;
     } finally {
@@ -267,7 +267,7 @@ export class PacketRing implements Disposable {
 
   /**
    * Closes the ring. A receive in progress returns `null` first (its wait on another thread
-   * ends within 100 ms), and only then are the memory and the descriptor released.
+   * is woken at once), and only then are the memory and the descriptor released.
    */
   close(): void {
     if (this.#closed) return;
@@ -275,10 +275,12 @@ export class PacketRing implements Disposable {
       this.stats(); // the last counts, while the socket still exists
     } catch { /* keep the counts read so far */ }
     this.#closed = true;
-    if (!this.#receiving) this.#release();
+    if (this.#receiving) this.#poller.wake();
+    else this.#release();
   }
 
   #release(): void {
+    this.#poller.close();
     this.#libc.symbols.munmap(this.#map, BigInt(this.#blocks * BLOCK_SIZE));
     this.#libc.symbols.close(this.#fd);
     this.#libc.close();

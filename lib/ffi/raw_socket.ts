@@ -1,34 +1,35 @@
 /**
- * A raw socket over libc: open, send, receive with a timeout, close. `AF_INET` raw sockets send
- * and receive IP packets of one protocol (with `IP_HDRINCL` the caller writes the IPv4 header
- * too); `AF_PACKET` sockets receive whole link-layer frames from one interface. Needs root (or
- * CAP_NET_RAW) and `--allow-ffi`.
+ * A raw IPv4 socket over libc: open, send, receive with a timeout and the kernel's receive
+ * timestamp, close. `AF_INET` raw sockets send and receive IP packets of one protocol (with
+ * `IP_HDRINCL` the caller writes the IPv4 header too). Needs root (or CAP_NET_RAW) and
+ * `--allow-ffi`. Link-layer capture is `packet_ring.ts`.
  * @module
  */
 import { formatIPv4, parseIPv4 } from "../packet/packet_fields.ts";
-import { callOrThrow, lastError, type Libc, LINUX, openLibc, OsError } from "./libc.ts";
-
-/** Where a received packet came from. */
-export type RawSource =
-  | { family: "inet"; address: string }
-  | {
-    family: "packet";
-    /** Interface index. */
-    interfaceIndex: number;
-    /** EtherType of the frame. */
-    protocol: number;
-    /** Linux packet type: 0 to us, 4 sent by us (`PACKET_OUTGOING`), ... */
-    packetType: number;
-    /** ARP hardware type: 1 Ethernet, 772 loopback. */
-    hardwareType: number;
-  };
+import {
+  callOrThrow,
+  lastError,
+  type Libc,
+  LINUX,
+  openLibc,
+  OsError,
+  realtimeNs,
+  setSocketOption,
+} from "./libc.ts";
+import { ReadablePoller } from "./raw_poll.ts";
 
 /** A received packet. */
 export interface RawPacket {
-  /** The bytes received (a copy): for `AF_INET`, from the IPv4 header on. */
+  /** The bytes received (a copy), from the IPv4 header on. */
   data: Uint8Array;
-  /** Where it came from. */
-  source: RawSource;
+  /** The sender's IPv4 address. */
+  from: string;
+  /**
+   * When the kernel received it, in nanoseconds of `CLOCK_REALTIME` (`SO_TIMESTAMPNS`); taken
+   * when the packet arrived, not when this process got round to reading it. Present when the
+   * socket was opened with `timestamps`.
+   */
+  receivedNs?: bigint;
 }
 
 /** Options for {@linkcode RawSocket.receive}. */
@@ -43,36 +44,63 @@ export interface ReceiveOptions {
 export interface InetOptions {
   /** Whether sent packets start with the IPv4 header (`IP_HDRINCL`). @default {false} */
   headerIncluded?: boolean;
+  /** Whether received packets carry the kernel's timestamp (`SO_TIMESTAMPNS`). @default {false} */
+  timestamps?: boolean;
+  /**
+   * For an ICMP socket, the only ICMP types it receives (`ICMP_FILTER`, as ping sets it): on lo
+   * a raw ICMP socket otherwise also gets every echo request, its own included, and each one
+   * wakes the reader. @default {every type}
+   */
+  icmpTypes?: readonly number[];
 }
 
-// How long one wait on a worker thread lasts at most, so that an abort or a close is noticed.
-const POLL_SLICE_MS = 100;
 const BUFFER_SIZE = 65_536 + 256;
+// struct msghdr, struct iovec and struct cmsghdr on 64-bit Linux.
+const MSG_NAME = 0, MSG_NAMELEN = 8, MSG_IOV = 16, MSG_IOVLEN = 24;
+const MSG_CONTROL = 32, MSG_CONTROLLEN = 40;
+const CMSG_LEN = 0, CMSG_LEVEL = 8, CMSG_TYPE = 12, CMSG_DATA = 16;
 
 /**
- * A raw socket. Every descriptor is closed on every path: a failed open closes what it
+ * A raw IPv4 socket. Every descriptor is closed on every path: a failed open closes what it
  * opened, and `close()` (or `using`) is safe to call twice and waits for no one.
  *
  * @example Ping yourself (as root, with --allow-ffi)
  * ```ts ignore
  * import { RawSocket } from "./raw_socket.ts";
- * using socket = RawSocket.inet(1);
- * socket.send(echoRequestBytes, "127.0.0.1");
+ * using socket = RawSocket.inet(1, { timestamps: true });
+ * const sentNs = socket.sendStamped(echoRequestBytes, "127.0.0.1");
  * const reply = await socket.receive({ timeout: 1000 });
  * ```
  */
 export class RawSocket implements Disposable {
   readonly #libc: Libc;
   readonly #fd: number;
-  readonly #family: "inet" | "packet";
-  #buffer: Uint8Array<ArrayBuffer> | undefined;
+  readonly #poller: ReadablePoller;
+  readonly #buffer = new Uint8Array(BUFFER_SIZE);
+  readonly #name = new Uint8Array(16);
+  readonly #control = new Uint8Array(64);
+  readonly #header = new Uint8Array(56);
+  readonly #headerView = new DataView(this.#header.buffer);
+  readonly #address = new Uint8Array(16);
+  // Kept referenced: the kernel reads it through the message header's pointer.
+  readonly #iovec = new Uint8Array(16);
   #receiving = false;
   #closed = false;
 
-  private constructor(libc: Libc, fd: number, family: "inet" | "packet") {
+  private constructor(libc: Libc, fd: number) {
     this.#libc = libc;
     this.#fd = fd;
-    this.#family = family;
+    this.#poller = new ReadablePoller(libc, fd);
+    // recvmsg() is given the same buffers every time: point the header at them once.
+    const iov = new DataView(this.#iovec.buffer);
+    iov.setBigUint64(0, addressOf(this.#buffer), true);
+    iov.setBigUint64(8, BigInt(this.#buffer.length), true);
+    const header = this.#headerView;
+    header.setBigUint64(MSG_NAME, addressOf(this.#name), true);
+    header.setBigUint64(MSG_IOV, addressOf(this.#iovec), true);
+    header.setBigUint64(MSG_IOVLEN, 1n, true);
+    header.setBigUint64(MSG_CONTROL, addressOf(this.#control), true);
+    new DataView(this.#address.buffer).setUint16(0, LINUX.AF_INET, true);
   }
 
   /**
@@ -80,53 +108,26 @@ export class RawSocket implements Disposable {
    * protocol that reaches this host (on lo, also the ones it sends), header included.
    */
   static inet(protocol: number, options: InetOptions = {}): RawSocket {
-    return RawSocket.#open(LINUX.AF_INET, protocol, (libc, fd) => {
-      if (options.headerIncluded) {
-        const on = new Uint8Array(new Int32Array([1]).buffer);
-        callOrThrow(
-          libc,
-          "setsockopt",
-          () => libc.symbols.setsockopt(fd, LINUX.IPPROTO_IP, LINUX.IP_HDRINCL, on, 4),
-        );
-      }
-      return "inet";
-    });
-  }
-
-  /** Opens an `AF_PACKET` socket that receives every frame on the interface named `name`. */
-  static packet(name: string): RawSocket {
-    // Protocol 0 receives nothing until bind() names the interface, so no frame of another
-    // interface slips in between the two calls.
-    return RawSocket.#open(LINUX.AF_PACKET, 0, (libc, fd) => {
-      const index = libc.symbols.if_nametoindex(new TextEncoder().encode(`${name}\0`));
-      if (index === 0) {
-        const error = lastError(libc, "if_nametoindex");
-        throw new OsError("if_nametoindex", error.errno, `No interface named "${name}"`);
-      }
-      const address = new Uint8Array(20);
-      const view = new DataView(address.buffer);
-      view.setUint16(0, LINUX.AF_PACKET, true);
-      view.setUint16(2, LINUX.ETH_P_ALL); // network byte order
-      view.setInt32(4, index, true);
-      callOrThrow(libc, "bind", () => libc.symbols.bind(fd, address, address.length));
-      return "packet";
-    });
-  }
-
-  static #open(
-    domain: number,
-    protocol: number,
-    setUp: (libc: Libc, fd: number) => "inet" | "packet",
-  ): RawSocket {
     const libc = openLibc();
     let fd = -1;
     try {
       fd = callOrThrow(
         libc,
         "socket",
-        () => libc.symbols.socket(domain, LINUX.SOCK_RAW | LINUX.SOCK_CLOEXEC, protocol),
+        () => libc.symbols.socket(LINUX.AF_INET, LINUX.SOCK_RAW | LINUX.SOCK_CLOEXEC, protocol),
       );
-      return new RawSocket(libc, fd, setUp(libc, fd));
+      if (options.headerIncluded) {
+        setSocketOption(libc, fd, LINUX.IPPROTO_IP, LINUX.IP_HDRINCL, 1);
+      }
+      if (options.icmpTypes) {
+        // A set bit filters that type out.
+        const mask = options.icmpTypes.reduce((bits, type) => bits & ~(1 << type), ~0);
+        setSocketOption(libc, fd, LINUX.SOL_RAW, LINUX.ICMP_FILTER, mask);
+      }
+      if (options.timestamps) {
+        setSocketOption(libc, fd, LINUX.SOL_SOCKET, LINUX.SO_TIMESTAMPNS, 1);
+      }
+      return new RawSocket(libc, fd);
     } catch (error) {
       if (fd >= 0) libc.symbols.close(fd);
       libc.close();
@@ -140,17 +141,38 @@ export class RawSocket implements Disposable {
   }
 
   /**
-   * Sends `data` to the IPv4 address `to` (`AF_INET` sockets only) and returns the bytes
-   * sent. With `IP_HDRINCL` the kernel still routes by `to`, not by the header's destination.
+   * Sends `data` to the IPv4 address `to` and returns the bytes sent. With `IP_HDRINCL` the
+   * kernel still routes by `to`, not by the header's destination.
    */
   send(data: Uint8Array, to: string): number {
     this.#checkOpen();
-    if (this.#family !== "inet") throw new TypeError("Cannot send on a packet socket");
-    const address = new Uint8Array(16);
-    new DataView(address.buffer).setUint16(0, LINUX.AF_INET, true);
-    address.set(parseIPv4(to), 4);
+    this.#address.set(parseIPv4(to), 4);
+    return this.#sendto(data);
+  }
+
+  /**
+   * Sends like {@linkcode RawSocket.send} and returns the time of `CLOCK_REALTIME` read just
+   * before `sendto`, in nanoseconds: with a received packet's `receivedNs` it gives a round
+   * trip measured by the same clock, as ping measures it.
+   */
+  sendStamped(data: Uint8Array, to: string): bigint {
+    this.#checkOpen();
+    this.#address.set(parseIPv4(to), 4);
+    const sentNs = realtimeNs(this.#libc);
+    this.#sendto(data);
+    return sentNs;
+  }
+
+  #sendto(data: Uint8Array): number {
     const sent = Number(
-      this.#libc.symbols.sendto(this.#fd, data, BigInt(data.length), 0, address, 16),
+      this.#libc.symbols.sendto(
+        this.#fd,
+        data as Uint8Array<ArrayBuffer>,
+        BigInt(data.length),
+        0,
+        this.#address,
+        16,
+      ),
     );
     if (sent < 0) throw lastError(this.#libc, "sendto");
     return sent;
@@ -165,26 +187,13 @@ export class RawSocket implements Disposable {
     if (this.#receiving) throw new TypeError("Cannot receive twice at the same time");
     this.#receiving = true;
     const deadline = performance.now() + (options.timeout ?? Infinity);
-    const pollfd = new Uint8Array(8);
-    const view = new DataView(pollfd.buffer);
-    view.setInt32(0, this.#fd, true);
-    view.setInt16(4, LINUX.POLLIN, true);
     try {
       while (!this.#closed && !options.signal?.aborted) {
         const packet = this.#receiveNow();
         if (packet) return packet;
         const left = deadline - performance.now();
         if (left <= 0) return null;
-        const ready = await this.#libc.symbols.poll(
-          pollfd,
-          1n,
-          Math.ceil(Math.min(left, POLL_SLICE_MS)),
-        );
-        // errno lives on the worker thread; ask again here to learn why it failed.
-        if (ready < 0 && this.#libc.symbols.poll_now(pollfd, 1n, 0) < 0) {
-          const error = lastError(this.#libc, "poll");
-          if (error.errno !== LINUX.EINTR) throw error;
-        }
+        await this.#poller.wait(left, options.signal);
       }
       return null;
     } finally {
@@ -193,41 +202,47 @@ export class RawSocket implements Disposable {
     }
   }
 
-  /** One `recvfrom` that does not wait; `null` when nothing is queued. */
+  /** One `recvmsg` that does not wait; `null` when nothing is queued. */
   #receiveNow(): RawPacket | null {
-    this.#buffer ??= new Uint8Array(BUFFER_SIZE);
-    const address = new Uint8Array(128);
-    const length = new Uint8Array(new Uint32Array([address.length]).buffer);
-    const buffer = this.#buffer;
+    const header = this.#headerView;
+    header.setUint32(MSG_NAMELEN, this.#name.length, true);
+    header.setBigUint64(MSG_CONTROLLEN, BigInt(this.#control.length), true);
     let received: number;
     try {
-      received = callOrThrow(this.#libc, "recvfrom", () =>
-        Number(this.#libc.symbols.recvfrom(
-          this.#fd,
-          buffer,
-          BigInt(buffer.length),
-          LINUX.MSG_DONTWAIT,
-          address,
-          length,
-        )));
+      received = callOrThrow(
+        this.#libc,
+        "recvmsg",
+        () => Number(this.#libc.symbols.recvmsg(this.#fd, this.#header, LINUX.MSG_DONTWAIT)),
+      );
     } catch (error) {
       const code = error instanceof OsError ? error.errno : -1;
       if (code === LINUX.EAGAIN || code === LINUX.EINTR) return null;
       throw error;
     }
-    return { data: buffer.slice(0, received), source: this.#source(address) };
+    const packet: RawPacket = {
+      data: this.#buffer.slice(0, received),
+      from: formatIPv4(this.#name, 4),
+    };
+    const receivedNs = this.#timestamp(Number(header.getBigUint64(MSG_CONTROLLEN, true)));
+    if (receivedNs !== undefined) packet.receivedNs = receivedNs;
+    return packet;
   }
 
-  #source(address: Uint8Array): RawSource {
-    const view = new DataView(address.buffer);
-    if (this.#family === "inet") return { family: "inet", address: formatIPv4(address, 4) };
-    return {
-      family: "packet",
-      protocol: view.getUint16(2),
-      interfaceIndex: view.getInt32(4, true),
-      hardwareType: view.getUint16(8, true),
-      packetType: view.getUint8(10),
-    };
+  /** The `SCM_TIMESTAMPNS` control message among the first `length` control bytes. */
+  #timestamp(length: number): bigint | undefined {
+    const control = new DataView(this.#control.buffer);
+    for (let offset = 0; offset + CMSG_DATA <= length;) {
+      const size = Number(control.getBigUint64(offset + CMSG_LEN, true));
+      if (size < CMSG_DATA) break;
+      const level = control.getInt32(offset + CMSG_LEVEL, true);
+      const type = control.getInt32(offset + CMSG_TYPE, true);
+      if (level === LINUX.SOL_SOCKET && type === LINUX.SCM_TIMESTAMPNS && size >= CMSG_DATA + 16) {
+        const seconds = control.getBigInt64(offset + CMSG_DATA, true);
+        return seconds * 1_000_000_000n + control.getBigInt64(offset + CMSG_DATA + 8, true);
+      }
+      offset += (size + 7) & ~7; // CMSG_ALIGN
+    }
+    return undefined;
   }
 
   #checkOpen(): void {
@@ -236,15 +251,17 @@ export class RawSocket implements Disposable {
 
   /**
    * Closes the socket. A receive in progress returns `null` first: its wait on another thread
-   * ends within 100 ms, and only then is the descriptor closed, so it is never reused under it.
+   * is woken at once, and only then is the descriptor closed, so it is never reused under it.
    */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    if (!this.#receiving) this.#release();
+    if (this.#receiving) this.#poller.wake();
+    else this.#release();
   }
 
   #release(): void {
+    this.#poller.close();
     this.#libc.symbols.close(this.#fd);
     this.#libc.close();
   }
@@ -252,4 +269,8 @@ export class RawSocket implements Disposable {
   [Symbol.dispose](): void {
     this.close();
   }
+}
+
+function addressOf(bytes: Uint8Array): bigint {
+  return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(bytes as Uint8Array<ArrayBuffer>)));
 }
