@@ -2,6 +2,7 @@
  * One way to print an address everywhere: `127.0.0.1:12345`, `[::1]:12345`, `unix:/run/x.sock`.
  * @module
  */
+import { escapeText } from "./escape.ts";
 
 /**
  * Joins a host and a port, bracketing an IPv6 host as URLs and most tools do.
@@ -19,7 +20,7 @@ export function formatHostPort(hostname: string, port: number): string {
 /**
  * Formats an address that Deno reports (`listener.addr`, `conn.remoteAddr`, a datagram's
  * sender): `host:port` for TCP and UDP, `unix:PATH` for Unix sockets (`unix:(unnamed)` for a
- * client socket that was never bound to a path).
+ * client socket that was never bound to a path), control characters in a path escaped.
  *
  * @example
  * ```ts
@@ -29,7 +30,8 @@ export function formatHostPort(hostname: string, port: number): string {
  * ```
  */
 export function formatAddr(addr: Deno.Addr): string {
-  if ("path" in addr) return `unix:${addr.path || "(unnamed)"}`;
+  // A Unix peer names itself: its path may hold terminal escapes.
+  if ("path" in addr) return `unix:${addr.path ? escapeText(addr.path) : "(unnamed)"}`;
   if ("cid" in addr) return `vsock:${addr.cid}:${addr.port}`;
   return formatHostPort(addr.hostname, addr.port);
 }

@@ -1,7 +1,8 @@
 /**
  * TLS for the stream programs: `--tls`, `--cert`, `--key` and `--alpn` on servers, `--tls`,
  * `--ca`, `--insecure` and `--alpn` on clients, turned into the options `Deno.listenTls` and
- * `Deno.connectTls` take, with one clear line for every file or handshake that goes wrong.
+ * `Deno.connectTls` take (lib/net listens and connects with them), with one clear line for every
+ * file or handshake that goes wrong.
  *
  * Deno 2.9.6 has one per-connection way to weaken verification:
  * `unsafelyDisableHostnameVerification`, which skips the name check but still checks the
@@ -13,7 +14,7 @@
  */
 import { printError } from "./cli.ts";
 import { describeError, UsageError } from "./errors.ts";
-import { formatHostPort } from "./address.ts";
+import { readBoundedFile } from "./files.ts";
 
 /** What a TLS server needs, ready for `Deno.listenTls`. */
 export interface ServerTlsOptions {
@@ -178,16 +179,9 @@ export async function readPemFile(
   path: string,
   flag: "--cert" | "--key" | "--ca",
 ): Promise<string> {
-  let text: string;
-  try {
-    const info = await Deno.stat(path);
-    if (info.isDirectory) throw new Error("it is a directory");
-    if (info.size > MAX_PEM_BYTES) throw new Error(`it is larger than ${MAX_PEM_BYTES} bytes`);
-    text = await Deno.readTextFile(path);
-  } catch (error) {
-    const reason = error instanceof Deno.errors.NotFound ? "no such file" : describeError(error);
-    throw new Error(`Cannot read ${flag} "${path}": ${reason}`);
-  }
+  const text = new TextDecoder().decode(
+    await readBoundedFile(path, { flag, maxBytes: MAX_PEM_BYTES }),
+  );
   if (flag === "--key") {
     if (/-----BEGIN ENCRYPTED PRIVATE KEY-----/.test(text)) {
       throw new Error(
@@ -201,81 +195,6 @@ export async function readPemFile(
     throw new Error(`Cannot use ${flag} "${path}": it holds no PEM certificate`);
   }
   return text;
-}
-
-/** Where to listen, for {@linkcode listenTlsOrTcp}. */
-export interface ListenTlsOrTcpOptions {
-  /** Address to bind. */
-  hostname: string;
-  /** Port to bind; 0 picks a free one. */
-  port: number;
-  /** Pending connections the kernel queues. @default {511} */
-  tcpBacklog?: number;
-  /** TLS settings; plain TCP without them. */
-  tls?: ServerTlsOptions;
-}
-
-/**
- * Listens with TLS when `options.tls` is given, plain TCP otherwise. A key that does not belong
- * to the certificate is reported as such. Handshakes happen on each connection's first read or
- * write; a failed one throws there (see {@linkcode isTlsFailure}).
- *
- * @example
- * ```ts
- * import { listenTlsOrTcp } from "./tls.ts";
- * using listener = listenTlsOrTcp({ hostname: "127.0.0.1", port: 0 });
- * if (listener.addr.port === 0) throw new Error("not bound");
- * ```
- */
-export function listenTlsOrTcp(
-  options: ListenTlsOrTcpOptions,
-): Deno.Listener<Deno.TcpConn | Deno.TlsConn, Deno.NetAddr> {
-  const { tls, ...address } = options;
-  if (!tls) return Deno.listen({ transport: "tcp", ...address });
-  try {
-    return Deno.listenTls({ transport: "tcp", ...address, ...tls });
-  } catch (error) {
-    throw explainTlsError(error);
-  }
-}
-
-/** Where to connect, for {@linkcode connectTlsOrTcp}. */
-export interface ConnectTlsOrTcpOptions {
-  /** Host to connect to; with TLS, also the name the certificate must carry. */
-  hostname: string;
-  /** Port to connect to. */
-  port: number;
-  /** TLS settings; plain TCP without them. */
-  tls?: ClientTlsOptions;
-}
-
-/**
- * Connects with TLS when `options.tls` is given, plain TCP otherwise. With TLS the handshake is
- * completed here, so an untrusted certificate or an ALPN mismatch fails the connect with one
- * line that says what to do, and `conn.handshake()` then tells the negotiated ALPN protocol.
- *
- * @example
- * ```ts
- * import { connectTlsOrTcp, listenTlsOrTcp } from "./tls.ts";
- * using listener = listenTlsOrTcp({ hostname: "127.0.0.1", port: 0 });
- * using conn = await connectTlsOrTcp({ hostname: "127.0.0.1", port: listener.addr.port });
- * using accepted = await listener.accept();
- * ```
- */
-export async function connectTlsOrTcp(
-  options: ConnectTlsOrTcpOptions,
-): Promise<Deno.TcpConn | Deno.TlsConn> {
-  const { tls, ...address } = options;
-  if (!tls) return await Deno.connect({ transport: "tcp", ...address });
-  let conn: Deno.TlsConn | undefined;
-  try {
-    conn = await Deno.connectTls({ ...address, ...tls });
-    await conn.handshake();
-    return conn;
-  } catch (error) {
-    conn?.close();
-    throw explainTlsError(error, formatHostPort(address.hostname, address.port));
-  }
 }
 
 /**

@@ -23,7 +23,9 @@
 import { Buffer } from "node:buffer";
 import { LatencyHistogram, type LatencySummary } from "./bench/latency_histogram.ts";
 import process from "node:process";
-import { clientTlsFromFlags, type ClientTlsOptions, connectTlsOrTcp } from "../lib/tls.ts";
+import { clientTlsFromFlags, type ClientTlsOptions } from "../lib/tls.ts";
+import { closeQuietly, writeAll } from "../lib/io.ts";
+import { connect } from "../lib/net/connect.ts";
 import { formatAddr, formatHostPort } from "../lib/address.ts";
 import { printError, printLine, runMain, stopSignal } from "../lib/cli.ts";
 import { describeError, EXIT_OK, EXIT_RUNTIME, UsageError } from "../lib/errors.ts";
@@ -303,18 +305,6 @@ function hex(byte: number): string {
   return byte.toString(16).padStart(2, "0");
 }
 
-function closeQuietly(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch { /* already closed */ }
-}
-
-/** Writes all of `bytes`; the view is created only for the rare partial write. */
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  let written = await conn.write(bytes);
-  while (written < bytes.length) written += await conn.write(bytes.subarray(written));
-}
-
 /**
  * Runs one benchmark against an echo server and returns what it measured. Never throws for
  * what the server does (refusals, resets, wrong bytes are counted in `errors`); throws a
@@ -476,15 +466,16 @@ async function openConnections(
     while (next < count && !run.stopping) {
       const index = next++;
       try {
-        const conn = options.path !== undefined
-          ? await Deno.connect({ transport: "unix", path: options.path })
-          : await connectTlsOrTcp({
-            hostname: options.hostname ?? "127.0.0.1",
-            port: options.port ?? 10000,
-            tls: options.tls,
-          });
-        // Small messages must leave at once, not wait for Nagle's algorithm.
-        if ("setNoDelay" in conn) conn.setNoDelay(true);
+        // Small messages must leave at once, not wait for Nagle's algorithm; the timeout
+        // also bounds a TLS handshake with a server that never answers it.
+        const conn = await connect({
+          path: options.path,
+          hostname: options.hostname ?? "127.0.0.1",
+          port: options.port ?? 10000,
+          tls: options.tls,
+          timeout: options.timeoutMs ?? 5000,
+          noDelay: true,
+        });
         run.connections.push({
           conn,
           seed: (index % (run.period / run.size)) * run.size,

@@ -8,10 +8,13 @@
  *
  * @module
  */
-import { clientTlsFromFlags, type ClientTlsOptions, connectTlsOrTcp } from "../lib/tls.ts";
+import { equals } from "@std/bytes/equals";
+import { clientTlsFromFlags, type ClientTlsOptions } from "../lib/tls.ts";
+import { closeQuietly, writeAll } from "../lib/io.ts";
+import { connect as dial } from "../lib/net/connect.ts";
 import { formatAddr, formatTarget } from "../lib/address.ts";
 import { printError, printLine, runMain } from "../lib/cli.ts";
-import { UsageError, withAddress } from "../lib/errors.ts";
+import { UsageError } from "../lib/errors.ts";
 import { escapeBytes } from "../lib/escape.ts";
 import { parseCount, parseDuration, parseEndpoint, parseFlags } from "../lib/flags.ts";
 
@@ -49,8 +52,8 @@ export interface EchoClientOptions {
  * @example Against the multiplexed echo server
  * ```ts
  * import { runEchoClient } from "./echo_client.ts";
- * import { serveEcho } from "../lib/echo/mod.ts";
- * const server = serveEcho({ port: 0 });
+ * import { serveEcho } from "../lib/mux/mod.ts";
+ * const server = await serveEcho({ port: 0 });
  * await runEchoClient({ port: (server.addr as Deno.NetAddr).port });
  * server.close();
  * await server.finished;
@@ -76,7 +79,7 @@ export async function runEchoClient(options: EchoClientOptions = {}): Promise<vo
       await withTimeout(
         Promise.all(sockets.map(async ({ conn, name }) => {
           const echoed = await readExactly(conn, bytes.length, name);
-          if (!sameBytes(echoed, bytes)) {
+          if (!(equals(echoed, bytes) as boolean)) {
             throw new Error(
               `Echo mismatch on ${name}: sent "${escapeBytes(bytes)}", received "${
                 escapeBytes(echoed)
@@ -96,10 +99,6 @@ export async function runEchoClient(options: EchoClientOptions = {}): Promise<vo
   } finally {
     for (const { conn } of sockets) closeQuietly(conn);
   }
-}
-
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  for (let sent = 0; sent < bytes.length;) sent += await conn.write(bytes.subarray(sent));
 }
 
 /** Reads exactly `length` bytes — never more, so each echo is checked on its own. */
@@ -131,24 +130,9 @@ async function withTimeout<T>(work: Promise<T>, ms: number, onTimeout: () => voi
   }
 }
 
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((byte, i) => byte === b[i]);
-}
-
-function closeQuietly(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch { /* already closed */ }
-}
-
-async function connect(options: EchoClientOptions): Promise<Deno.Conn> {
-  const { path, hostname = "127.0.0.1", port = 10000, tls } = options;
-  try {
-    if (path !== undefined) return await Deno.connect({ transport: "unix", path });
-    return await connectTlsOrTcp({ hostname, port, tls });
-  } catch (error) {
-    throw withAddress(error, formatTarget({ path, hostname, port }));
-  }
+function connect(options: EchoClientOptions): Promise<Deno.Conn> {
+  const { path, hostname = "127.0.0.1", port = 10000, tls, timeout = 5000 } = options;
+  return dial({ path, hostname, port, tls, timeout, noDelay: true });
 }
 
 const USAGE = `Usage: echo_client.ts [options]

@@ -11,7 +11,6 @@
  *
  * @module
  */
-import { serverTlsFromFlags } from "../lib/tls.ts";
 import { formatAddr } from "../lib/address.ts";
 import { printError, printLine, runMain, stopSignal } from "../lib/cli.ts";
 import { describeError } from "../lib/errors.ts";
@@ -24,10 +23,12 @@ import {
   parseSize,
   rejectTogether,
 } from "../lib/flags.ts";
-import { claimUnixPath } from "../lib/net/unix_path.ts";
-import { serveEcho, type ServeEchoOptions, type ServerEvent } from "../lib/echo/mod.ts";
+import { formatJsonEvent } from "../lib/json_event.ts";
+import { serveEcho, type ServeEchoOptions, type ServerEvent } from "../lib/mux/mod.ts";
+import { describeAcceptError } from "../lib/net/accept.ts";
+import { serverTlsFromFlags } from "../lib/tls.ts";
 
-export { type EchoServer, serveEcho, type ServeEchoOptions } from "../lib/echo/mod.ts";
+export { serveEcho, type ServeEchoOptions } from "../lib/mux/mod.ts";
 
 /** How much of a message a narration line shows. */
 const SHOWN_BYTES = 72;
@@ -56,26 +57,23 @@ export function narrate(event: ServerEvent): string {
   }
 }
 
-/** The same event as one JSON object. */
+/** The same event as one line of JSON in the collection's schema. */
 export function toJson(event: ServerEvent): string {
   switch (event.type) {
     case "received":
     case "sending":
-      return JSON.stringify({
-        event: event.type,
-        peer: formatAddr(event.peer),
-        bytes: event.bytes.length,
-        data: show(event.bytes),
+      return formatJsonEvent(event.type, { peer: event.peer, data: event.bytes }, {
+        maxDataBytes: SHOWN_BYTES,
       });
     case "closing":
-      return JSON.stringify({
-        event: event.type,
-        peer: formatAddr(event.peer),
+      return formatJsonEvent("closing", {
+        peer: event.peer,
         reason: event.reason,
         ...(event.error === undefined ? {} : { error: describeError(event.error) }),
+        ...(event.dropped === undefined ? {} : { dropped: event.dropped }),
       });
     default:
-      return JSON.stringify({ event: event.type, peer: formatAddr(event.peer) });
+      return formatJsonEvent(event.type, { peer: event.peer });
   }
 }
 
@@ -89,21 +87,26 @@ The multiplexed echo server: sends back every byte each client sends, serving al
 from one event loop (PyMOTW's select() server).
 
 Options:
-  --host HOST              address to bind (IPv4, IPv6 or name)       [default: 127.0.0.1]
-  --port PORT              port to bind, 0 for any free port          [default: 10000]
-  --unix PATH              bind a Unix stream socket instead of TCP
-  --max-connections N      close connections beyond N at once         [default: 10000]
-  --idle-timeout DURATION  close a connection idle this long (5s, 2m)  [default: never]
-  --high-water-mark SIZE   stop reading a client while SIZE bytes wait for it [default: 64k]
-  --backlog N              pending connections queued by the kernel  [default: 511]
-  --tls                    serve TLS, with --cert FILE and --key FILE (PEM; needs --allow-read)
-  --alpn P1,P2             ALPN protocols to offer with --tls (repeatable)
-  --grace DURATION         after a stop, time left to finish echoing     [default: 5s]
-  --quiet                  print only the listening line and errors
-  --json                   print one JSON object per event
-  -h, --help               show this help
+  --host HOST                   address to bind (IPv4, IPv6 or name)     [default: 127.0.0.1]
+  -p, --port PORT               port to bind, 0 for any free port         [default: 10000]
+  --unix PATH                   bind a Unix stream socket instead of TCP
+  --max-connections N           close connections beyond N at once        [default: 10000]
+  --idle-timeout DURATION       close a connection idle this long (5s, 2m) [default: never]
+  --high-water-mark SIZE        stop reading a client while SIZE bytes wait for it [default: 64k]
+  --backlog N                   pending connections queued by the kernel  [default: 511]
+  --tls                         serve TLS, with --cert FILE and --key FILE (PEM; needs --allow-read)
+  --alpn P1,P2                  ALPN protocols to offer with --tls (repeatable)
+  --handshake-timeout DURATION  close a TLS client that has not finished its handshake [default: 10s]
+  --grace DURATION              after a stop, time left to finish echoing  [default: 5s]
+  -q, --quiet                   print only the listening line and errors
+  --json                        print one JSON object per event
+  -h, --help                    show this help
+  --version                     print the version
 
-Ctrl-C (SIGINT) or SIGTERM stops accepting, finishes echoing within --grace and exits 0.
+Ctrl-C (SIGINT) or SIGTERM stops accepting, finishes echoing what was received, shuts down each
+connection's sending side, discards what still arrives until the client closes (within --grace),
+and exits 0; bytes it could not echo are reported. Errors about one connection end that
+connection; running out of descriptors pauses accepting until some are free.
 
 Run:    deno run --allow-net=127.0.0.1:10000 scripts/echo_server.ts
 Try it: nc 127.0.0.1 10000`;
@@ -118,15 +121,16 @@ async function main(args: string[]): Promise<void> {
       "idle-timeout",
       "high-water-mark",
       "backlog",
+      "handshake-timeout",
       "grace",
       "cert",
       "key",
     ],
-    boolean: ["quiet", "json", "tls", "help"],
+    boolean: ["quiet", "json", "tls"],
     collect: ["alpn"],
-    alias: { h: "help" },
+    alias: { p: "port", q: "quiet" },
+    usage: USAGE,
   });
-  if (flags.help) return printLine(USAGE);
   rejectTogether(flags, ["quiet", "json"]);
   const options: ServeEchoOptions = {
     ...parseEndpoint(flags, 10000),
@@ -136,13 +140,13 @@ async function main(args: string[]): Promise<void> {
       : parseDuration(flags["idle-timeout"], "--idle-timeout"),
     highWaterMark: parseSize(flags["high-water-mark"] ?? "64k", "--high-water-mark"),
     backlog: parseCount(flags.backlog ?? "511", "--backlog", { max: 65535 }),
+    handshakeTimeout: parseDuration(flags["handshake-timeout"] ?? "10s", "--handshake-timeout"),
     graceTimeout: parseDuration(flags.grace ?? "5s", "--grace", { allowZero: true }),
     tls: await serverTlsFromFlags(flags),
   };
 
   using stop = stopSignal();
-  if (options.path !== undefined) await claimUnixPath(options.path);
-  const server = serveEcho({
+  const server = await serveEcho({
     ...options,
     signal: stop.signal,
     // With --quiet no event is even built: the loop skips them when nobody listens.
@@ -151,11 +155,12 @@ async function main(args: string[]): Promise<void> {
       : flags.json
       ? (event) => printLine(toJson(event))
       : (event) => printLine(narrate(event)),
-    onError: (error) => printError(`echo_server: accept failed: ${describeError(error)}`),
+    onAcceptError: (report) => printError(`echo_server: ${describeAcceptError(report)}`),
   });
   printError(`Listening on ${formatAddr(server.addr)}`);
   await server.finished;
-  const { total, bytesOut } = server.stats;
+  const { total, bytesOut, dropped } = server.stats;
+  if (dropped > 0) printError(`echo_server: the stop dropped ${dropped} bytes it could not echo`);
   if (!flags.quiet && !flags.json) {
     const connections = total === 1 ? "1 connection" : `${total} connections`;
     printError(`stopped after ${connections} and ${bytesOut} bytes echoed`);

@@ -8,11 +8,10 @@
  *
  * @module
  */
-import { formatTarget } from "../lib/address.ts";
 import { printError, printLine, runMain } from "../lib/cli.ts";
-import { withAddress } from "../lib/errors.ts";
 import { escapeBytes } from "../lib/escape.ts";
-import { clientTlsFromFlags, type ClientTlsOptions, connectTlsOrTcp } from "../lib/tls.ts";
+import { clientTlsFromFlags, type ClientTlsOptions } from "../lib/tls.ts";
+import { connect as dial } from "../lib/net/connect.ts";
 import { parseDuration, parseEndpoint, parseFlags, parseSize } from "../lib/flags.ts";
 
 /** Options for {@linkcode fetchGreeting}. */
@@ -65,19 +64,9 @@ export async function fetchGreeting(options: ClientOptions = {}): Promise<Client
   }
 }
 
-async function connect(options: ClientOptions): Promise<Deno.Conn> {
-  const { path, hostname = "127.0.0.1", port = 12345 } = options;
-  const signal = options.timeout ? AbortSignal.timeout(options.timeout) : undefined;
-  try {
-    if (path !== undefined) return await Deno.connect({ transport: "unix", path });
-    if (options.tls) return await connectTlsOrTcp({ hostname, port, tls: options.tls });
-    return await Deno.connect({ hostname, port, signal });
-  } catch (error) {
-    if (signal?.aborted) {
-      throw new Deno.errors.TimedOut(`Connecting took longer than ${options.timeout} ms`);
-    }
-    throw withAddress(error, formatTarget({ path, hostname, port }));
-  }
+function connect(options: ClientOptions): Promise<Deno.Conn> {
+  const { path, hostname = "127.0.0.1", port = 12345, tls, timeout } = options;
+  return dial({ path, hostname, port, tls, timeout });
 }
 
 /** Closes the connection when nothing has happened on it for `timeout` ms. */

@@ -7,12 +7,23 @@
  *
  * @module
  */
-import { formatAddr, formatTarget } from "../lib/address.ts";
-import { printLine, runMain, stopSignal } from "../lib/cli.ts";
-import { closeOnce, isPeerGone, withAddress } from "../lib/errors.ts";
-import { parseCount, parseEndpoint, parseFlags, rejectTogether } from "../lib/flags.ts";
-import { listenTlsOrTcp, serverTlsFromFlags, type ServerTlsOptions } from "../lib/tls.ts";
-import { claimUnixPath, releaseUnixPath } from "../lib/net/unix_path.ts";
+import { formatAddr } from "../lib/address.ts";
+import { printError, printLine, runMain, stopSignal } from "../lib/cli.ts";
+import { isPeerGone } from "../lib/errors.ts";
+import {
+  parseCount,
+  parseDuration,
+  parseEndpoint,
+  parseFlags,
+  rejectTogether,
+} from "../lib/flags.ts";
+import { formatJsonEvent } from "../lib/json_event.ts";
+import { readBoundedFile } from "../lib/files.ts";
+import { type AcceptErrorReport, acceptLoop, describeAcceptError } from "../lib/net/accept.ts";
+import { closeConn, handshakeWithDeadline, lingeringTlsConnections } from "../lib/net/handshake.ts";
+import { listen } from "../lib/net/listen.ts";
+import { serverTlsFromFlags, type ServerTlsOptions } from "../lib/tls.ts";
+import { writeAll } from "../lib/io.ts";
 
 /** Options for {@linkcode serveGreeting}. */
 export interface GreetingServerOptions {
@@ -27,13 +38,19 @@ export interface GreetingServerOptions {
   /** Pending connections the kernel queues before refusing more (`listen(5)`). @default {5} */
   backlog?: number;
   /** What each client is sent. @default {"Thank you for connecting"} */
-  message?: string;
+  message?: string | Uint8Array;
   /** Stop after greeting this many clients. @default {Infinity} */
   count?: number;
+  /** Clients greeted at once; more are closed as soon as they are accepted. @default {1000} */
+  maxConnections?: number;
+  /** Give up on a client whose TLS handshake and greeting take longer (ms). @default {10000} */
+  timeout?: number;
   /** Stops accepting and closes the listener when aborted. */
   signal?: AbortSignal;
   /** Called once for every accepted connection, before it is greeted. */
-  onConnection?: (remote: Deno.Addr) => void;
+  onConnection?: (remote: Deno.Addr, local: Deno.Addr) => void;
+  /** Called for accept errors (at most once a second per kind); accepting goes on. */
+  onAcceptError?: (report: AcceptErrorReport) => void;
 }
 
 /** A running greeting server. */
@@ -56,7 +73,7 @@ const LINGER_MS = 2000;
  * @example Greeting one client
  * ```ts
  * import { serveGreeting } from "./tcp_server.ts";
- * const server = serveGreeting({ port: 0, count: 1 });
+ * const server = await serveGreeting({ port: 0, count: 1 });
  * const { port } = server.addr as Deno.NetAddr;
  * const conn = await Deno.connect({ hostname: "127.0.0.1", port });
  * const text = await new Response(conn.readable).text();
@@ -64,83 +81,70 @@ const LINGER_MS = 2000;
  * if (text !== "Thank you for connecting") throw new Error(text);
  * ```
  */
-export function serveGreeting(options: GreetingServerOptions = {}): GreetingServer {
-  const listener = listen(options);
-  const { signal } = options;
-  let closed = false;
+export async function serveGreeting(options: GreetingServerOptions = {}): Promise<GreetingServer> {
+  const { hostname = "127.0.0.1", port = 12345, path, tls, backlog = 5 } = options;
+  const listener = await listen({ hostname, port, path, tls, backlog });
+  const stop = new AbortController();
   const close = () => {
-    if (closed) return;
-    closed = true;
-    signal?.removeEventListener("abort", close);
-    try {
-      listener.close();
-    } catch (error) {
-      // Leaving a `for await` over the listener has already closed it.
-      if (!(error instanceof Deno.errors.BadResource)) throw error;
-    }
+    stop.abort();
+    listener.close();
   };
-  signal?.addEventListener("abort", close, { once: true });
-  if (signal?.aborted) close();
-  const finished = acceptLoop(listener, options, close);
+  options.signal?.addEventListener("abort", close, { once: true });
+  if (options.signal?.aborted) close();
+  const finished = serve(listener, options, close).finally(() => {
+    options.signal?.removeEventListener("abort", close);
+  });
   return { addr: listener.addr, finished, close };
 }
 
-function listen(options: GreetingServerOptions): Deno.Listener {
-  const { path, hostname = "127.0.0.1", port = 12345, backlog = 5 } = options;
-  try {
-    if (path !== undefined) return Deno.listen({ transport: "unix", path });
-    return listenTlsOrTcp({ hostname, port, tcpBacklog: backlog, tls: options.tls });
-  } catch (error) {
-    throw withAddress(error, formatTarget({ path, hostname, port }));
-  }
-}
-
-async function acceptLoop(
-  listener: Deno.Listener,
+async function serve(
+  listener: { accept(): Promise<Deno.Conn> },
   options: GreetingServerOptions,
   close: () => void,
 ): Promise<void> {
-  const greeting = new TextEncoder().encode(options.message ?? "Thank you for connecting");
-  const limit = options.count ?? Infinity;
+  const message = options.message ?? "Thank you for connecting";
+  const greeting = typeof message === "string" ? new TextEncoder().encode(message) : message;
+  const { count = Infinity, maxConnections = 1000, timeout = 10_000 } = options;
   const greetings = new Set<Promise<void>>();
   let accepted = 0;
-  try {
-    for await (const conn of listener) {
+  await acceptLoop(listener, {
+    onError: options.onAcceptError,
+    onConnection(conn) {
+      if (greetings.size + lingeringTlsConnections() >= maxConnections) return closeConn(conn);
       accepted++;
-      options.onConnection?.(conn.remoteAddr);
+      options.onConnection?.(conn.remoteAddr, conn.localAddr);
       // Greet without awaiting, so a slow client never holds up the next accept.
-      const greetingDone = greet(conn, greeting).finally(() => greetings.delete(greetingDone));
-      greetings.add(greetingDone);
-      if (accepted >= limit) break;
-    }
-  } catch (error) {
-    // close() while accept() waits ends the iteration with BadResource: a normal stop.
-    if (!(error instanceof Deno.errors.BadResource)) throw error;
-  } finally {
-    close();
-    await Promise.all(greetings);
-  }
+      const done = greet(conn, greeting, timeout).finally(() => greetings.delete(done));
+      greetings.add(done);
+      if (accepted >= count) close();
+    },
+  });
+  close();
+  await Promise.all(greetings);
 }
 
 /** Sends the whole greeting, then ends the connection without losing it. */
-async function greet(conn: Deno.Conn, greeting: Uint8Array): Promise<void> {
-  const closer = closeOnce(conn);
+async function greet(conn: Deno.Conn, greeting: Uint8Array, timeoutMs: number): Promise<void> {
+  // One deadline for the handshake and the greeting: a client that says nothing (TLS) or reads
+  // nothing cannot hold the connection, or a stop, for longer.
+  const timer = setTimeout(() => closeConn(conn), timeoutMs);
   try {
-    for (let sent = 0; sent < greeting.length;) {
-      sent += await conn.write(greeting.subarray(sent));
-    }
+    await handshakeWithDeadline(conn, timeoutMs);
+    await writeAll(conn, greeting);
     await conn.closeWrite();
-    await discardUntilEof(conn, closer);
+    clearTimeout(timer);
+    await discardUntilEof(conn);
   } catch (error) {
-    if (!isPeerGone(error)) throw error;
+    if (!isPeerGone(error) && !(error instanceof Deno.errors.TimedOut)) throw error;
   } finally {
-    closer();
+    clearTimeout(timer);
+    closeConn(conn);
   }
 }
 
-async function discardUntilEof(conn: Deno.Conn, close: () => void): Promise<void> {
+async function discardUntilEof(conn: Deno.Conn): Promise<void> {
   const scratch = new Uint8Array(4096);
-  const timer = setTimeout(close, LINGER_MS);
+  const timer = setTimeout(() => closeConn(conn), LINGER_MS);
   try {
     while (await conn.read(scratch) !== null) { /* the greeting server reads nothing */ }
   } finally {
@@ -148,59 +152,85 @@ async function discardUntilEof(conn: Deno.Conn, close: () => void): Promise<void
   }
 }
 
+/** The largest --message-file: the greeting is held in memory and sent to every client. */
+const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
+
 const USAGE = `Usage: tcp_server.ts [options]
 
 The tutorial's TCP server: greets every client with a message and closes the connection.
 
 Options:
-  --host HOST       address to bind (IPv4, IPv6 or name)        [default: 127.0.0.1]
-  --port PORT       port to bind, 0 for any free port           [default: 12345]
-  --unix PATH       bind a Unix stream socket instead of TCP
-  --backlog N       pending connections queued by the kernel   [default: 5]
-  --message TEXT    what each client is sent                   [default: Thank you for connecting]
-  --count N         exit after greeting N clients
-  --tls             serve TLS, with --cert FILE and --key FILE (PEM; needs --allow-read)
-  --alpn P1,P2      ALPN protocols to offer with --tls (repeatable)
-  --quiet           print nothing per connection
-  --json            print one JSON object per connection
-  -h, --help        show this help
+  --host HOST              address to bind (IPv4, IPv6 or name)      [default: 127.0.0.1]
+  -p, --port PORT          port to bind, 0 for any free port         [default: 12345]
+  --unix PATH              bind a Unix stream socket instead of TCP
+  --backlog N              pending connections queued by the kernel [default: 5]
+  --message TEXT           what each client is sent       [default: Thank you for connecting]
+  --message-file PATH      send the bytes of PATH instead (- for standard input; at most 16M)
+  --count N                exit after greeting N clients
+  --max-connections N      clients greeted at once; more are closed at once [default: 1000]
+  --timeout DURATION       give up on a client whose TLS handshake and greeting take longer
+                                                                     [default: 10s]
+  --tls                    serve TLS, with --cert FILE and --key FILE (PEM; needs --allow-read)
+  --alpn P1,P2             ALPN protocols to offer with --tls (repeatable)
+  -q, --quiet              print nothing per connection
+  --json                   print one JSON object per connection
+  -h, --help               show this help
+  --version                print the version
+
+Errors about one connection end that connection; running out of descriptors pauses accepting
+until some are free. SIGINT/SIGTERM stop accepting, let greetings in progress finish within
+--timeout, and exit 0.
 
 Run:    deno run --allow-net=127.0.0.1:12345 scripts/tcp_server.ts
 Try it: nc 127.0.0.1 12345`;
 
 async function main(args: string[]): Promise<void> {
   const flags = parseFlags(args, {
-    string: ["host", "port", "unix", "backlog", "message", "count", "cert", "key"],
-    boolean: ["quiet", "json", "tls", "help"],
+    string: [
+      "host",
+      "port",
+      "unix",
+      "backlog",
+      "message",
+      "message-file",
+      "count",
+      "max-connections",
+      "timeout",
+      "cert",
+      "key",
+    ],
+    boolean: ["quiet", "json", "tls"],
     collect: ["alpn"],
-    alias: { h: "help" },
+    alias: { p: "port", q: "quiet" },
+    usage: USAGE,
   });
-  if (flags.help) return printLine(USAGE);
   rejectTogether(flags, ["quiet", "json"]);
+  rejectTogether(flags, ["message", "message-file"]);
   const options: GreetingServerOptions = {
     ...parseEndpoint(flags, 12345),
     backlog: parseCount(flags.backlog ?? "5", "--backlog", { max: 65535 }),
-    message: flags.message,
+    message: flags["message-file"] === undefined ? flags.message : await readBoundedFile(
+      flags["message-file"],
+      { flag: "--message-file", maxBytes: MAX_MESSAGE_BYTES, allowStdin: true },
+    ),
     count: flags.count === undefined ? undefined : parseCount(flags.count, "--count"),
+    maxConnections: parseCount(flags["max-connections"] ?? "1000", "--max-connections"),
+    timeout: parseDuration(flags.timeout ?? "10s", "--timeout"),
     tls: await serverTlsFromFlags(flags),
   };
 
   using stop = stopSignal();
-  if (options.path !== undefined) await claimUnixPath(options.path);
-  const server = serveGreeting({
+  const server = await serveGreeting({
     ...options,
     signal: stop.signal,
-    onConnection(remote) {
-      if (flags.json) printLine(JSON.stringify({ event: "connection", from: formatAddr(remote) }));
-      else if (!flags.quiet) printLine(`Got connection from ${formatAddr(remote)}`);
+    onConnection(peer, local) {
+      if (flags.json) printLine(formatJsonEvent("connection", { peer, local }));
+      else if (!flags.quiet) printLine(`Got connection from ${formatAddr(peer)}`);
     },
+    onAcceptError: (report) => printError(`tcp_server: ${describeAcceptError(report)}`),
   });
-  console.error(`Listening on ${formatAddr(server.addr)}`);
-  try {
-    await server.finished;
-  } finally {
-    if (options.path !== undefined) releaseUnixPath(options.path);
-  }
+  printError(`Listening on ${formatAddr(server.addr)}`);
+  await server.finished;
 }
 
 if (import.meta.main) runMain("tcp_server", () => main(Deno.args));

@@ -157,7 +157,7 @@ Deno.test("runBench() counts refused connections", async () => {
   assertEquals(result.errors.total, 3);
   assertEquals(result.connectionsOpened, 0);
   assertEquals(result.messages, 0);
-  assertMatch(result.firstError!, /^Connection refused/);
+  assertMatch(result.firstError!, /^127\.0\.0\.1:\d+: Connection refused/);
 });
 
 Deno.test("runBench() counts a server that closes before echoing", async () => {

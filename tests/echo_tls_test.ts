@@ -1,6 +1,6 @@
 import { assertEquals, assertStringIncludes } from "@std/assert";
 import { runBench } from "../scripts/echo_bench.ts";
-import { serveEcho } from "../lib/echo/mod.ts";
+import { serveEcho } from "../lib/mux/mod.ts";
 import { hasPeer, runPeer, runScript, spawnScript } from "./_process.ts";
 import { createTestCertificates, hasOpenssl } from "./_tls.ts";
 
@@ -38,7 +38,7 @@ Deno.test({
   ignore: !hasOpenssl(),
   async fn() {
     await using certs = await createTestCertificates();
-    const server = serveEcho({ port: 0, tls: { cert: certs.cert, key: certs.key } });
+    const server = await serveEcho({ port: 0, tls: { cert: certs.cert, key: certs.key } });
     try {
       const { port } = server.addr as Deno.NetAddr;
       const client = await runScript("echo_client.ts", ["--port", `${port}`, "--tls"], {
@@ -59,7 +59,7 @@ Deno.test({
   ignore: !hasOpenssl(),
   async fn() {
     await using certs = await createTestCertificates();
-    const server = serveEcho({ port: 0, tls: { cert: certs.cert, key: certs.key } });
+    const server = await serveEcho({ port: 0, tls: { cert: certs.cert, key: certs.key } });
     try {
       const result = await runBench({
         mode: "pingpong",
@@ -82,7 +82,7 @@ Deno.test({
   ignore: !hasOpenssl() || !hasPeer("ncat"),
   async fn() {
     await using certs = await createTestCertificates();
-    const server = serveEcho({ port: 0, tls: { cert: certs.cert, key: certs.key } });
+    const server = await serveEcho({ port: 0, tls: { cert: certs.cert, key: certs.key } });
     try {
       const { port } = server.addr as Deno.NetAddr;
       const ncat = await runPeer("ncat", [

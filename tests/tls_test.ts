@@ -8,13 +8,13 @@ import {
 import { UsageError } from "../lib/errors.ts";
 import {
   clientTlsFromFlags,
-  connectTlsOrTcp,
   INSECURE_WARNING,
   isTlsFailure,
-  listenTlsOrTcp,
   parseAlpn,
   serverTlsFromFlags,
 } from "../lib/tls.ts";
+import { connect } from "../lib/net/connect.ts";
+import { listen, type ServerListener } from "../lib/net/listen.ts";
 import { createTestCertificates, hasOpenssl } from "./_tls.ts";
 
 const noOpenssl = !hasOpenssl();
@@ -22,7 +22,11 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 /** Accepts one connection, echoes what it reads until EOF, and reports how it ended. */
-async function echoOnce(listener: Deno.Listener): Promise<unknown> {
+function portOf(listener: ServerListener): number {
+  return (listener.addr as Deno.NetAddr).port;
+}
+
+async function echoOnce(listener: ServerListener): Promise<unknown> {
   const conn = await listener.accept();
   try {
     const buffer = new Uint8Array(1024);
@@ -102,7 +106,7 @@ Deno.test({
     await assertRejects(
       () => serverTlsFromFlags({ tls: true, cert: certs.dir, key: certs.keyFile }),
       Error,
-      "it is a directory",
+      "it is not a regular file",
     );
     // The classic mistake: certificate and key swapped.
     await assertRejects(
@@ -148,29 +152,29 @@ Deno.test({
   },
 });
 
-Deno.test("connectTlsOrTcp() speaks plain TCP without TLS options", async () => {
-  using listener = listenTlsOrTcp({ hostname: "127.0.0.1", port: 0 });
+Deno.test("connect() speaks plain TCP without TLS options", async () => {
+  using listener = await listen({ hostname: "127.0.0.1", port: 0 });
   const served = echoOnce(listener);
-  using conn = await connectTlsOrTcp({ hostname: "127.0.0.1", port: listener.addr.port });
+  using conn = await connect({ hostname: "127.0.0.1", port: portOf(listener) });
   assertEquals(await roundTrip(conn, "plain"), "plain");
   assertEquals(await served, undefined);
 });
 
 for (const hostname of ["127.0.0.1", "::1"]) {
   Deno.test({
-    name: `connectTlsOrTcp() echoes over TLS on ${hostname} and negotiates ALPN`,
+    name: `connect() echoes over TLS on ${hostname} and negotiates ALPN`,
     ignore: noOpenssl,
     async fn() {
       await using certs = await createTestCertificates();
-      using listener = listenTlsOrTcp({
+      using listener = await listen({
         hostname,
         port: 0,
         tls: { cert: certs.cert, key: certs.key, alpnProtocols: ["echo"] },
       });
       const served = echoOnce(listener);
-      using conn = await connectTlsOrTcp({
+      using conn = await connect({
         hostname,
-        port: listener.addr.port,
+        port: portOf(listener),
         tls: { caCerts: [certs.caCert], alpnProtocols: ["h2", "echo"] },
       });
       assertEquals((await (conn as Deno.TlsConn).handshake()).alpnProtocol, "echo");
@@ -182,20 +186,18 @@ for (const hostname of ["127.0.0.1", "::1"]) {
 }
 
 Deno.test({
-  name: "connectTlsOrTcp() refuses an untrusted server and says what to do",
+  name: "connect() refuses an untrusted server and says what to do",
   ignore: noOpenssl,
   async fn() {
     await using certs = await createTestCertificates();
-    using listener = listenTlsOrTcp({
+    using listener = await listen({
       hostname: "127.0.0.1",
       port: 0,
       tls: { cert: certs.cert, key: certs.key },
     });
     const served = echoOnce(listener);
-    const { port } = listener.addr;
-    const error = await assertRejects(() =>
-      connectTlsOrTcp({ hostname: "127.0.0.1", port, tls: {} })
-    );
+    const port = portOf(listener);
+    const error = await assertRejects(() => connect({ hostname: "127.0.0.1", port, tls: {} }));
     assert(error instanceof Error);
     assertStringIncludes(error.message, `TLS handshake with 127.0.0.1:${port} failed`);
     assertStringIncludes(error.message, "--ca FILE");
@@ -206,26 +208,26 @@ Deno.test({
 });
 
 Deno.test({
-  name: "connectTlsOrTcp() skips only the host name check with --insecure",
+  name: "connect() skips only the host name check with --insecure",
   ignore: noOpenssl,
   async fn() {
     await using certs = await createTestCertificates({ names: ["DNS:elsewhere.example"] });
-    using listener = listenTlsOrTcp({
+    using listener = await listen({
       hostname: "127.0.0.1",
       port: 0,
       tls: { cert: certs.cert, key: certs.key },
     });
-    const address = { hostname: "127.0.0.1", port: listener.addr.port };
+    const address = { hostname: "127.0.0.1", port: portOf(listener) };
     const refused = echoOnce(listener);
     await assertRejects(
-      () => connectTlsOrTcp({ ...address, tls: { caCerts: [certs.caCert] } }),
+      () => connect({ ...address, tls: { caCerts: [certs.caCert] } }),
       Error,
       "the certificate does not name this host (--insecure skips that check)",
     );
     assert(isTlsFailure(await refused));
 
     const served = echoOnce(listener);
-    using conn = await connectTlsOrTcp({
+    using conn = await connect({
       ...address,
       tls: { caCerts: [certs.caCert], unsafelyDisableHostnameVerification: true },
     });
@@ -235,11 +237,11 @@ Deno.test({
 });
 
 Deno.test({
-  name: "connectTlsOrTcp() fails when the server speaks none of the ALPN protocols",
+  name: "connect() fails when the server speaks none of the ALPN protocols",
   ignore: noOpenssl,
   async fn() {
     await using certs = await createTestCertificates();
-    using listener = listenTlsOrTcp({
+    using listener = await listen({
       hostname: "127.0.0.1",
       port: 0,
       tls: { cert: certs.cert, key: certs.key, alpnProtocols: ["echo"] },
@@ -247,9 +249,9 @@ Deno.test({
     const served = echoOnce(listener);
     await assertRejects(
       () =>
-        connectTlsOrTcp({
+        connect({
           hostname: "127.0.0.1",
-          port: listener.addr.port,
+          port: portOf(listener),
           tls: { caCerts: [certs.caCert], alpnProtocols: ["h2"] },
         }),
       Error,
@@ -260,14 +262,14 @@ Deno.test({
 });
 
 Deno.test({
-  name: "listenTlsOrTcp() reports a key that does not belong to the certificate",
+  name: "listen() reports a key that does not belong to the certificate",
   ignore: noOpenssl,
   async fn() {
     await using certs = await createTestCertificates();
     const otherKey = await Deno.readTextFile(`${certs.dir}/ca.key`);
-    assertThrows(
+    await assertRejects(
       () =>
-        listenTlsOrTcp({
+        listen({
           hostname: "127.0.0.1",
           port: 0,
           tls: { cert: certs.cert, key: otherKey },
@@ -279,11 +281,11 @@ Deno.test({
 });
 
 Deno.test({
-  name: "listenTlsOrTcp() serves an openssl s_client that verifies the chain and ALPN",
+  name: "listen() serves an openssl s_client that verifies the chain and ALPN",
   ignore: noOpenssl,
   async fn() {
     await using certs = await createTestCertificates();
-    using listener = listenTlsOrTcp({
+    using listener = await listen({
       hostname: "127.0.0.1",
       port: 0,
       tls: { cert: certs.cert, key: certs.key, alpnProtocols: ["echo"] },
@@ -305,7 +307,7 @@ Deno.test({
       args: [
         "s_client",
         "-connect",
-        `127.0.0.1:${listener.addr.port}`,
+        `127.0.0.1:${portOf(listener)}`,
         "-CAfile",
         certs.caFile,
         "-verify_return_error",

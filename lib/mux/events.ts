@@ -1,9 +1,11 @@
 /**
  * The event source of the multiplexer: the completion-based stand-in for `select()`. It starts
- * accepts, reads and writes, and turns each completion into one event in a single queue that one
- * `for await` loop consumes. It never decides anything; the loop does.
+ * accepts, reads, writes and shutdowns, and turns each completion into one event in a single
+ * queue that one `for await` loop consumes. It decides nothing and changes no field of a
+ * connection's state: the loop does both.
  * @module
  */
+import { type AcceptErrorReport, acceptLoop } from "../net/accept.ts";
 import { EventQueue } from "./event_queue.ts";
 import type { ConnState } from "./state.ts";
 
@@ -17,21 +19,20 @@ export type MuxEvent =
   | { type: "eof"; state: ConnState }
   /** The chunk in flight (`n` bytes) was written out completely. */
   | { type: "drained"; state: ConnState; n: number }
-  /** A read or a write failed: reset, broken pipe, closed resource, TLS handshake, ... */
+  /** The write side was shut down (`closeWrite()` completed). */
+  | { type: "shut"; state: ConnState }
+  /** A read, write or handshake failed: reset, broken pipe, TLS, a deadline, ... */
   | { type: "failed"; state: ConnState; error: unknown }
-  /** `accept()` failed; `retrying` is false when the listener gave up. */
-  | { type: "acceptFailed"; error: unknown; retrying: boolean }
-  /** The accept loop ended (the listener was closed, or failed for good). */
+  /** Accepting hit errors (reported at most once a second per kind). */
+  | { type: "acceptError"; report: AcceptErrorReport }
+  /** The accept loop ended: the listener was closed. */
   | { type: "listenerClosed" }
   /** A periodic tick, for the idle sweep. */
   | { type: "tick" }
-  /** Stop: from `close()` or the abort signal. */
+  /** Stop: from `stop()` or the abort signal. */
   | { type: "stop" }
   /** The grace period for a stop is over. */
   | { type: "grace" };
-
-/** How long to wait before accepting again after running out of file descriptors. */
-const ACCEPT_RETRY_MS = 100;
 
 /**
  * Starts operations and yields their completions as {@linkcode MuxEvent}s, in order.
@@ -47,7 +48,10 @@ const ACCEPT_RETRY_MS = 100;
  * events.accept(listener);
  * await client.write(new TextEncoder().encode("hi"));
  * for await (const event of events) {
- *   if (event.type === "accepted") events.read(new ConnState(event.conn));
+ *   if (event.type === "accepted") {
+ *     const state = new ConnState(1, event.conn);
+ *     events.read(state, state.readBuffer());
+ *   }
  *   if (event.type === "data") {
  *     if (event.n !== 2) throw new Error("expected 2 bytes");
  *     event.state.conn.close();
@@ -62,7 +66,7 @@ export class EventSource implements AsyncIterable<MuxEvent> {
   #queue = new EventQueue<MuxEvent>();
   #pending = 0;
 
-  /** Operations (accept loop, reads, writes) still in flight. */
+  /** Operations (accept loop, reads, writes, shutdowns) still in flight. */
   get pending(): number {
     return this.#pending;
   }
@@ -77,37 +81,22 @@ export class EventSource implements AsyncIterable<MuxEvent> {
     this.#queue.end();
   }
 
-  /** Accepts connections until the listener is closed; never waits on a connection's work. */
-  accept(listener: Deno.Listener): void {
+  /** Accepts connections until the listener is closed (lib/net's one accept loop). */
+  accept(listener: { accept(): Promise<Deno.Conn> }): void {
     this.#pending++;
-    this.#acceptLoop(listener).finally(() => {
+    acceptLoop(listener, {
+      onConnection: (conn) => this.#queue.push({ type: "accepted", conn }),
+      onError: (report) => this.#queue.push({ type: "acceptError", report }),
+    }).finally(() => {
       this.#pending--;
       this.#queue.push({ type: "listenerClosed" });
     });
   }
 
-  async #acceptLoop(listener: Deno.Listener): Promise<void> {
-    while (true) {
-      let conn: Deno.Conn;
-      try {
-        conn = await listener.accept();
-      } catch (error) {
-        if (error instanceof Deno.errors.BadResource) return; // closed by the loop: a stop
-        const retrying = isTransient(error);
-        this.#queue.push({ type: "acceptFailed", error, retrying });
-        if (!retrying) return;
-        await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
-        continue;
-      }
-      this.#queue.push({ type: "accepted", conn });
-    }
-  }
-
-  /** Reads into the connection's read buffer; completes with `data`, `eof` or `failed`. */
-  read(state: ConnState): void {
-    state.reading = true;
+  /** Reads into `buffer`; completes with `data`, `eof` or `failed`. */
+  read(state: ConnState, buffer: Uint8Array): void {
     this.#pending++;
-    state.conn.read(state.readBuffer()).then(
+    state.conn.read(buffer).then(
       (n) => {
         this.#pending--;
         this.#queue.push(n === null ? { type: "eof", state } : { type: "data", state, n });
@@ -118,7 +107,6 @@ export class EventSource implements AsyncIterable<MuxEvent> {
 
   /** Writes all of `chunk` (a write may be partial); completes with `drained` or `failed`. */
   write(state: ConnState, chunk: Uint8Array): void {
-    state.writing = chunk;
     this.#pending++;
     let rest = chunk;
     const onWritten = (n: number): void => {
@@ -134,6 +122,18 @@ export class EventSource implements AsyncIterable<MuxEvent> {
     state.conn.write(rest).then(onWritten, onFailed);
   }
 
+  /** Shuts down the write side (FIN); completes with `shut` or `failed`. */
+  shutdown(state: ConnState): void {
+    this.#pending++;
+    state.conn.closeWrite().then(
+      () => {
+        this.#pending--;
+        this.#queue.push({ type: "shut", state });
+      },
+      (error) => this.#fail(state, error),
+    );
+  }
+
   #fail(state: ConnState, error: unknown): void {
     this.#pending--;
     this.#queue.push({ type: "failed", state, error });
@@ -142,12 +142,4 @@ export class EventSource implements AsyncIterable<MuxEvent> {
   [Symbol.asyncIterator](): AsyncIterator<MuxEvent> {
     return this.#queue;
   }
-}
-
-// Out of file descriptors (EMFILE, ENFILE) or a connection that died in the backlog: accepting
-// again later works. Anything else means the listener itself is broken.
-function isTransient(error: unknown): boolean {
-  if (error instanceof Deno.errors.ConnectionAborted) return true;
-  if (error instanceof Deno.errors.ConnectionReset) return true;
-  return error instanceof Error && /os error (23|24)\)/.test(error.message);
 }

@@ -1,25 +1,28 @@
 /**
- * The multiplexed echo server and the parts it is made of, for reuse with another decision
- * (what to do with the bytes a connection sends).
+ * The multiplexer: one loop for every connection of a server — the readiness map, the event
+ * source and a {@linkcode Decision} about received bytes — and the servers built on it. What is
+ * exported here is the public surface; the event queue, the per-connection state and the buffer
+ * sizes are the engine's own.
  *
  * @example
  * ```ts
  * import { serveEcho } from "./mod.ts";
- * const server = serveEcho({ port: 0 });
+ * const server = await serveEcho({ port: 0 });
  * server.close();
  * await server.finished;
  * ```
  * @module
  */
-export { echo, type EchoServer, serveEcho, type ServeEchoOptions } from "./serve_echo.ts";
+export { echo, serveEcho, type ServeEchoOptions } from "./echo.ts";
+export { type MuxServer, serveMux, type ServeMuxOptions } from "./serve.ts";
 export {
+  type Acceptor,
   type CloseReason,
+  type DataDecision,
   type Decision,
   Multiplexer,
   type MultiplexerOptions,
   type MuxStats,
   type ServerEvent,
 } from "./multiplexer.ts";
-export { EventSource, type MuxEvent } from "./events.ts";
-export { EventQueue } from "./event_queue.ts";
-export { ConnState, MAX_READ_SIZE, MIN_READ_SIZE } from "./state.ts";
+export type { ConnView } from "./state.ts";

@@ -1,23 +1,49 @@
 /**
  * The readiness map and the one loop that drives it: PyMOTW's `select()` echo server in Deno's
- * completion-based idiom. Each event from the {@linkcode EventSource} updates the map, and the
- * loop starts the next read or write for that connection. What to do with received bytes is a
- * separate {@linkcode Decision}: echo them back, or broadcast them, with the same loop.
+ * completion-based idiom, as an engine. Each event from the {@linkcode EventSource} updates the
+ * map, and the loop starts the next read, write or shutdown for that connection. What happens to
+ * received bytes is a {@linkcode Decision}: echo them back, broadcast them, relay them to another
+ * connection — the same loop for each.
  * @module
  */
+import type { AcceptErrorReport } from "../net/accept.ts";
+import {
+  closeConn,
+  closeLingering,
+  handshakeWithDeadline,
+  lingeringTlsConnections,
+} from "../net/handshake.ts";
+import { closeQuietly } from "../io.ts";
 import { EventSource } from "./events.ts";
-import { ConnState } from "./state.ts";
+import { ConnState, type ConnView } from "./state.ts";
 
 /**
- * What to do with bytes a connection sent, e.g. `(mux, state, bytes) => mux.send(state, bytes)`.
- * `bytes` is a view of the connection's read buffer: valid only during the call. The high-water
- * mark pauses reading a connection whose own queue is full; a decision that sends to other
- * connections (a chat) should watch their `queued` and drop or close the slow ones.
+ * What a server does with its connections. Only `onData` is required; the multiplexer calls the
+ * hooks from its loop, and a hook acts through the multiplexer (`send`, `end`, `shutdown`,
+ * `close`, `pause`, `resume`, `pipe`).
  */
-export type Decision = (mux: Multiplexer, state: ConnState, bytes: Uint8Array) => void;
+export interface Decision {
+  /** A connection was accepted (or added). */
+  onOpen?(mux: Multiplexer, conn: ConnView): void;
+  /**
+   * `conn` sent `bytes`: a view of its read buffer, valid only during the call (`send` copies
+   * it only when it has to wait). The high-water mark pauses reading a connection while the
+   * queue its bytes go to is full; a decision that sends to other connections (a chat) should
+   * watch their `queued` and drop or close the slow ones.
+   */
+  onData(mux: Multiplexer, conn: ConnView, bytes: Uint8Array): void;
+  /** The peer ended its sending side. Without this hook: `mux.end(conn)` (write what is queued,
+   * then close), as an echo server does after a half-close. */
+  onEnd?(mux: Multiplexer, conn: ConnView): void;
+  /** The connection was closed, for `reason`. */
+  onClose?(mux: Multiplexer, conn: ConnView, reason: CloseReason): void;
+}
+
+/** `onData` alone, for the simple decisions: `(mux, conn, bytes) => mux.send(conn, bytes)`. */
+export type DataDecision = Decision["onData"];
 
 /** Why a connection was closed. */
-export type CloseReason = "eof" | "idle" | "error" | "stop";
+export type CloseReason = "eof" | "idle" | "error" | "stop" | "closed";
 
 /** What the server reports to `onEvent`, for logging. Byte views are valid only during the call. */
 export type ServerEvent =
@@ -25,7 +51,7 @@ export type ServerEvent =
   | { type: "refused"; peer: Deno.Addr }
   | { type: "received"; peer: Deno.Addr; bytes: Uint8Array }
   | { type: "sending"; peer: Deno.Addr; bytes: Uint8Array }
-  | { type: "closing"; peer: Deno.Addr; reason: CloseReason; error?: unknown };
+  | { type: "closing"; peer: Deno.Addr; reason: CloseReason; error?: unknown; dropped?: number };
 
 /** Live counters of a running server. */
 export interface MuxStats {
@@ -35,9 +61,9 @@ export interface MuxStats {
   total: number;
   /** Connections closed at once because `maxConnections` were open. */
   refused: number;
-  /** Connections closed for sending nothing for `idleTimeout`. */
+  /** Connections closed for moving no byte for `idleTimeout`. */
   timedOut: number;
-  /** Connections ended by an error (reset, broken pipe, ...). */
+  /** Connections ended by an error (reset, broken pipe, TLS, a handshake deadline, ...). */
   failed: number;
   /** Bytes received. */
   bytesIn: number;
@@ -45,25 +71,41 @@ export interface MuxStats {
   bytesOut: number;
   /** Bytes received and not yet written, over all connections. */
   queued: number;
+  /** Bytes a stop could not deliver: read after it began (and discarded), or still queued when
+   * its grace period ended. */
+  dropped: number;
 }
 
 /** Limits and hooks of a {@linkcode Multiplexer}. */
 export interface MultiplexerOptions {
-  /** Connections served at once; more are closed as soon as they are accepted. @default {10000} */
+  /** Connections served at once (TLS connections parked mid-handshake count too); more are
+   * closed as soon as they are accepted. @default {10000} */
   maxConnections?: number;
   /** Close a connection that moved no byte for this many milliseconds. @default {Infinity} */
   idleTimeout?: number;
-  /** Stop reading a connection while this many bytes wait to be written to it. @default {65536} */
+  /** Stop reading a connection while this many bytes wait in the queue its bytes go to.
+   * @default {65536} */
   highWaterMark?: number;
   /** After a stop, how long queued bytes may take to go out before closing. @default {5000} */
   graceTimeout?: number;
+  /** Close a TLS connection whose handshake has not finished after this many milliseconds.
+   * @default {10000} */
+  handshakeTimeout?: number;
   /** Stops the server when aborted. */
   signal?: AbortSignal;
   /** Called for every {@linkcode ServerEvent}; nothing is built for it when unset. */
   onEvent?: (event: ServerEvent) => void;
-  /** Called when accepting fails (e.g. out of file descriptors); the server retries after a
-   * pause, or stops and rejects `finished` when the listener is broken for good. */
-  onError?: (error: unknown) => void;
+  /** Hears about accept errors (a connection skipped, or descriptors running out), at most once
+   * a second per kind; accepting always goes on. */
+  onAcceptError?: (report: AcceptErrorReport) => void;
+}
+
+/** What the multiplexer accepts from: a `ServerListener` of lib/net, or a `Deno.Listener`. */
+export interface Acceptor {
+  /** The next connection. */
+  accept(): Promise<Deno.Conn>;
+  /** Stops accepting. */
+  close(): void;
 }
 
 // The idle sweep runs IDLE_TICKS times per idleTimeout, so a connection is closed after idling
@@ -71,29 +113,27 @@ export interface MultiplexerOptions {
 const IDLE_TICKS = 4;
 
 /**
- * Serves connections from one listener with one loop: the readiness map
- * (`connections`), the event source, and a {@linkcode Decision} about received bytes.
+ * Serves connections from one listener with one loop: the readiness map, the event source, and
+ * a {@linkcode Decision} about received bytes.
  *
  * @example An upper-casing echo server
  * ```ts
  * import { Multiplexer } from "./multiplexer.ts";
- * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
- * const mux = new Multiplexer(listener, (mux, state, bytes) => {
- *   mux.send(state, new TextEncoder().encode(new TextDecoder().decode(bytes).toUpperCase()));
+ * const mux = new Multiplexer((mux, conn, bytes) => {
+ *   mux.send(conn, new TextEncoder().encode(new TextDecoder().decode(bytes).toUpperCase()));
  * });
- * const finished = mux.run();
+ * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const finished = mux.run(listener);
  * const conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
  * await conn.write(new TextEncoder().encode("hi"));
  * await conn.closeWrite();
  * const reply = await new Response(conn.readable).text();
- * mux.close();
+ * mux.stop();
  * await finished;
  * if (reply !== "HI") throw new Error(reply);
  * ```
  */
 export class Multiplexer {
-  /** The readiness map: every open connection and what it still has to do. */
-  readonly connections: Map<Deno.Conn, ConnState> = new Map();
   /** Live counters. */
   readonly stats: MuxStats = {
     open: 0,
@@ -104,64 +144,82 @@ export class Multiplexer {
     bytesIn: 0,
     bytesOut: 0,
     queued: 0,
+    dropped: 0,
   };
-  #listener: Deno.Listener;
-  #decide: Decision;
+  #states = new Set<ConnState>();
+  #listener: Acceptor | undefined;
+  #decision: Decision;
   #events = new EventSource();
   #maxConnections: number;
   #idleTimeout: number;
   #highWaterMark: number;
   #graceTimeout: number;
+  #handshakeTimeout: number;
   #signal: AbortSignal | undefined;
   #onEvent: ((event: ServerEvent) => void) | undefined;
-  #onError: ((error: unknown) => void) | undefined;
+  #onAcceptError: ((report: AcceptErrorReport) => void) | undefined;
+  #ids = 0;
   #stopRequested = false;
   #stopping = false;
-  #failure: unknown;
   #ticker: ReturnType<typeof setInterval> | undefined;
   #grace: ReturnType<typeof setTimeout> | undefined;
+  /** The connection whose bytes a decision is handling: `send` may write views of its buffer. */
+  #lender: ConnState | null = null;
 
-  constructor(listener: Deno.Listener, decide: Decision, options: MultiplexerOptions = {}) {
-    this.#listener = listener;
-    this.#decide = decide;
+  /** Checks the options (a `RangeError` for a bad limit) before anything listens. */
+  constructor(decision: Decision | DataDecision, options: MultiplexerOptions = {}) {
+    this.#decision = typeof decision === "function" ? { onData: decision } : decision;
     this.#maxConnections = positive("maxConnections", options.maxConnections ?? 10_000);
     this.#idleTimeout = positive("idleTimeout", options.idleTimeout ?? Infinity);
     this.#highWaterMark = positive("highWaterMark", options.highWaterMark ?? 64 * 1024);
     this.#graceTimeout = positive("graceTimeout", options.graceTimeout ?? 5000, 0);
+    this.#handshakeTimeout = positive("handshakeTimeout", options.handshakeTimeout ?? 10_000);
     this.#signal = options.signal;
     this.#onEvent = options.onEvent;
-    this.#onError = options.onError;
+    this.#onAcceptError = options.onAcceptError;
   }
 
-  /** Runs the loop until a stop has drained and closed every connection. Call once. */
-  async run(): Promise<void> {
+  /** The open connections, as decisions see them. */
+  connections(): IterableIterator<ConnView> {
+    return this.#states.values();
+  }
+
+  /** Serves `listener` until a stop has drained and closed every connection; closes the
+   * listener when it stops. Call once. */
+  async run(listener: Acceptor): Promise<void> {
+    if (this.#listener !== undefined) throw new TypeError("Cannot run a Multiplexer twice");
+    this.#listener = listener;
     const events = this.#events;
-    this.#signal?.addEventListener("abort", this.close, { once: true });
-    if (this.#signal?.aborted) this.close();
+    this.#signal?.addEventListener("abort", this.stop, { once: true });
+    if (this.#signal?.aborted) this.stop();
     if (Number.isFinite(this.#idleTimeout)) {
       const every = Math.max(1, this.#idleTimeout / IDLE_TICKS);
       this.#ticker = setInterval(() => events.push({ type: "tick" }), every);
     }
-    events.accept(this.#listener);
+    events.accept(listener);
     try {
       for await (const event of events) {
         const state = "state" in event ? event.state : undefined;
-        // A late completion for a connection already closed (its read was interrupted) only
-        // counts towards the end of a stop.
-        if (state === undefined || !state.closed) {
+        if (state?.closed) {
+          // A late completion for a connection already closed: it may release a buffer.
+          if (event.type === "drained" || event.type === "failed") this.#releaseBorrow(state);
+        } else {
           switch (event.type) {
             case "accepted":
-              this.#add(event.conn);
+              this.#accept(event.conn);
               break;
             case "data":
               this.#received(event.state, event.n);
               break;
             case "eof":
-              event.state.reading = false;
-              event.state.ended = true;
+              this.#ended(event.state);
               break;
             case "drained":
               this.#drained(event.state, event.n);
+              break;
+            case "shut":
+              event.state.shuttingDown = false;
+              event.state.writeShut = true;
               break;
             case "failed":
               this.#close(event.state, "error", event.error);
@@ -173,115 +231,233 @@ export class Multiplexer {
               this.#stop();
               break;
             case "grace":
-              for (const open of this.connections.values()) this.#close(open, "stop");
+              for (const open of this.#states) this.#close(open, "stop");
               break;
-            case "acceptFailed":
-              this.#acceptFailed(event.error, event.retrying);
+            case "acceptError":
+              this.#onAcceptError?.(event.report);
               break;
             case "listenerClosed":
               break; // it only wakes the loop to see whether a stop is complete
           }
-          // Decide what this connection does next: read, wait for its write, or close.
-          if (state !== undefined && !state.closed) this.#next(state);
+          // Decide what this connection does next: read, write, shut down, or close.
+          if (state !== undefined) this.#next(state);
         }
-        if (this.#stopping && this.connections.size === 0 && events.pending === 0) break;
+        if (this.#stopping && this.#states.size === 0 && events.pending === 0) break;
       }
     } finally {
       this.#cleanUp();
     }
-    if (this.#failure !== undefined) throw this.#failure;
   }
 
   /**
-   * Queues `bytes` to be written to `state`'s connection. A view of that connection's own read
-   * buffer is written as it is when nothing else waits (the usual echo); anything that has to
-   * wait is copied, as the buffer it came from will be read into again.
+   * Queues `bytes` to be written to `conn`. A view of the read buffer of the connection being
+   * handled is written as it is when nothing else waits (the usual echo: no copy), and that
+   * connection is not read again until the write is done; anything that has to wait is copied.
    */
-  send(state: ConnState, bytes: Uint8Array): void {
-    if (state.closed || bytes.length === 0) return;
-    state.queued += bytes.length;
+  send(conn: ConnView, bytes: Uint8Array): void {
+    const target = conn as ConnState;
+    if (target.closed || bytes.length === 0) return;
+    target.queued += bytes.length;
     this.stats.queued += bytes.length;
-    this.#emit("sending", state, bytes);
-    if (state.writing === null) {
-      this.#events.write(state, state.isReadBuffer(bytes) ? bytes : bytes.slice());
+    if (this.#onEvent) this.#onEvent({ type: "sending", peer: target.peer, bytes });
+    if (target.writing === null && !target.shuttingDown) {
+      const lender = this.#lender;
+      if (lender !== null && lender.isReadBuffer(bytes)) {
+        target.borrowedFrom = lender;
+        lender.lent++;
+        this.#write(target, bytes);
+      } else {
+        this.#write(target, bytes.slice());
+      }
     } else {
-      state.queue.push(bytes.slice());
+      target.queue.push(bytes.slice());
     }
   }
 
-  /** Stops accepting, lets queued bytes go out within the grace period, closes everything.
-   * Safe to call any number of times. */
-  close = (): void => {
+  /** Writes what is queued for `conn`, then closes it. */
+  end(conn: ConnView): void {
+    this.#after(conn as ConnState, "close");
+  }
+
+  /** Writes what is queued for `conn`, then shuts down its sending side (a half-close, passed
+   * on); it closes once its peer has ended too. */
+  shutdown(conn: ConnView): void {
+    this.#after(conn as ConnState, "shutdown");
+  }
+
+  /** Closes `conn` now; what is queued for it is dropped. */
+  close(conn: ConnView): void {
+    const state = conn as ConnState;
+    if (!state.closed) this.#close(state, "closed");
+  }
+
+  /** Stops reading `conn` until {@linkcode Multiplexer.resume}. */
+  pause(conn: ConnView): void {
+    (conn as ConnState).paused = true;
+  }
+
+  /** Reads `conn` again after {@linkcode Multiplexer.pause}. */
+  resume(conn: ConnView): void {
+    const state = conn as ConnState;
+    state.paused = false;
+    if (!state.closed) this.#next(state);
+  }
+
+  /** Makes `from`'s bytes go to `to` for back-pressure: `from` is not read while `to`'s queue is
+   * over the high-water mark (a relay pipes both ways). The decision still does the sending. */
+  pipe(from: ConnView, to: ConnView): void {
+    const source = from as ConnState;
+    const sink = to as ConnState;
+    source.sink = sink;
+    sink.feeds.push(source);
+  }
+
+  /** Adds a connection this process opened (a relay's upstream) to the map. */
+  add(conn: Deno.Conn): ConnView {
+    return this.#open(conn);
+  }
+
+  /** Stops accepting, lets queued bytes go out within the grace period, shuts down each
+   * connection's sending side and discards what still arrives until the peer closes, then
+   * closes everything. Safe to call any number of times. */
+  stop = (): void => {
     if (this.#stopRequested) return;
     this.#stopRequested = true;
     this.#events.push({ type: "stop" });
   };
 
+  #accept(conn: Deno.Conn): void {
+    const full = this.#states.size + lingeringTlsConnections() >= this.#maxConnections;
+    if (this.#stopping || full) {
+      if (!this.#stopping) this.stats.refused++;
+      if (this.#onEvent) this.#onEvent({ type: "refused", peer: conn.remoteAddr });
+      return closeConn(conn);
+    }
+    const state = this.#open(conn);
+    if ("handshake" in conn) {
+      handshakeWithDeadline(conn, this.#handshakeTimeout).catch((error) => {
+        // Other handshake failures reach the loop through the read in flight.
+        if (error instanceof Deno.errors.TimedOut) {
+          this.#events.push({ type: "failed", state: state as ConnState, error });
+        }
+      });
+    }
+  }
+
+  #open(conn: Deno.Conn): ConnState {
+    const state = new ConnState(++this.#ids, conn);
+    this.#states.add(state);
+    this.stats.open++;
+    this.stats.total++;
+    if (this.#onEvent) this.#onEvent({ type: "connection", peer: state.peer });
+    this.#decision.onOpen?.(this, state);
+    if (!state.closed) this.#next(state);
+    return state;
+  }
+
   #received(state: ConnState, n: number): void {
     state.reading = false;
     state.idleTicks = 0;
+    state.bytesIn += n;
     this.stats.bytesIn += n;
     const bytes = state.buffer.subarray(0, n);
     state.fit(n);
-    this.#emit("received", state, bytes);
-    this.#decide(this, state, bytes);
+    if (state.discarding) {
+      this.stats.dropped += n;
+      return;
+    }
+    if (this.#onEvent) this.#onEvent({ type: "received", peer: state.peer, bytes });
+    this.#lender = state;
+    try {
+      this.#decision.onData(this, state, bytes);
+    } finally {
+      this.#lender = null;
+    }
+  }
+
+  #ended(state: ConnState): void {
+    state.reading = false;
+    state.ended = true;
+    if (state.discarding) return this.#close(state, "stop");
+    if (this.#decision.onEnd) this.#decision.onEnd(this, state);
+    else this.end(state);
   }
 
   #drained(state: ConnState, n: number): void {
     state.writing = null;
     state.idleTicks = 0;
     state.queued -= n;
+    state.bytesOut += n;
     this.stats.queued -= n;
     this.stats.bytesOut += n;
+    this.#releaseBorrow(state);
     const next = state.queue.shift();
-    if (next !== undefined) this.#events.write(state, next);
+    if (next !== undefined) this.#write(state, next);
+    // Room in this queue: the connections whose bytes come here may be read again.
+    for (const source of state.feeds) if (source !== state && !source.closed) this.#next(source);
+  }
+
+  #releaseBorrow(state: ConnState): void {
+    const lender = state.borrowedFrom;
+    if (lender === null) return;
+    state.borrowedFrom = null;
+    lender.lent--;
+    if (lender !== state && !lender.closed) this.#next(lender);
+  }
+
+  #write(state: ConnState, chunk: Uint8Array): void {
+    state.writing = chunk;
+    this.#events.write(state, chunk);
+  }
+
+  #after(state: ConnState, action: "close" | "shutdown"): void {
+    if (state.closed) return;
+    if (state.afterDrain !== "close") state.afterDrain = action;
+    this.#next(state);
   }
 
   #next(state: ConnState): void {
-    if (state.writing === null && (state.ended || this.#stopping)) {
-      return this.#close(state, state.ended ? "eof" : "stop");
+    if (state.closed) return;
+    const drained = state.idleWriter && state.queue.length === 0;
+    if (drained && state.afterDrain === "close") {
+      return this.#close(state, state.discarding ? "stop" : state.ended ? "eof" : "closed");
     }
-    if (state.reading || state.ended || this.#stopping) return;
-    // Bounded memory: a connection whose queue is over the mark is not read until it drains,
-    // and its read buffer is not read into while it is being sent from.
-    if (state.queued >= this.#highWaterMark) return;
-    if (state.writing !== null && state.isReadBuffer(state.writing)) return;
-    this.#events.read(state);
-  }
-
-  #add(conn: Deno.Conn): void {
-    if (this.#stopping || this.connections.size >= this.#maxConnections) {
-      if (!this.#stopping) this.stats.refused++;
-      if (this.#onEvent) this.#onEvent({ type: "refused", peer: conn.remoteAddr });
-      return closeQuietly(conn);
+    if (drained && state.afterDrain === "shutdown" && !state.writeShut) {
+      state.shuttingDown = true;
+      this.#events.shutdown(state);
     }
-    const state = new ConnState(conn);
-    this.connections.set(conn, state);
-    this.stats.open++;
-    this.stats.total++;
-    if (this.#onEvent) this.#onEvent({ type: "connection", peer: conn.remoteAddr });
-    this.#next(state);
+    if (state.ended && state.writeShut) {
+      return this.#close(state, state.discarding ? "stop" : "eof");
+    }
+    if (state.reading || state.ended || state.paused || state.lent > 0) return;
+    if (!state.discarding) {
+      if (this.#stopping) return;
+      // Bounded memory: a connection whose bytes have nowhere to go is not read until they do.
+      if (state.sink.queued >= this.#highWaterMark) return;
+    }
+    state.reading = true;
+    this.#events.read(state, state.readBuffer());
   }
 
   #close(state: ConnState, reason: CloseReason, error?: unknown): void {
     state.closed = true;
-    this.connections.delete(state.conn);
+    this.#states.delete(state);
     this.stats.open--;
     this.stats.queued -= state.queued;
     if (reason === "error") this.stats.failed++;
     if (reason === "idle") this.stats.timedOut++;
+    const dropped = reason === "stop" && state.queued > 0 ? state.queued : undefined;
+    if (dropped !== undefined) this.stats.dropped += dropped;
     if (this.#onEvent) {
-      this.#onEvent({ type: "closing", peer: state.conn.remoteAddr, reason, error });
+      this.#onEvent({ type: "closing", peer: state.peer, reason, error, dropped });
     }
-    closeQuietly(state.conn); // a read or write in flight completes with an error, ignored
-  }
-
-  #emit(type: "received" | "sending", state: ConnState, bytes: Uint8Array): void {
-    if (this.#onEvent) this.#onEvent({ type, peer: state.conn.remoteAddr, bytes });
+    this.#decision.onClose?.(this, state, reason);
+    // A read or write in flight completes with an error, ignored as a late completion.
+    closeConn(state.conn);
   }
 
   #sweepIdle(): void {
-    for (const state of this.connections.values()) {
+    for (const state of this.#states) {
       if (++state.idleTicks > IDLE_TICKS) this.#close(state, "idle");
     }
   }
@@ -290,27 +466,29 @@ export class Multiplexer {
     if (this.#stopping) return;
     this.#stopping = true;
     this.#stopRequested = true;
-    closeQuietly(this.#listener);
+    if (this.#listener) closeQuietly(this.#listener);
     clearInterval(this.#ticker);
+    // Connections parked mid-handshake hold reads in flight: end them, or the stop waits.
+    closeLingering();
     this.#grace = setTimeout(() => this.#events.push({ type: "grace" }), this.#graceTimeout);
-    for (const state of this.connections.values()) this.#next(state);
-  }
-
-  #acceptFailed(error: unknown, retrying: boolean): void {
-    this.#onError?.(error);
-    if (retrying) return;
-    this.#failure = error;
-    this.#stop();
+    for (const state of this.#states) {
+      // What is queued still goes out; then a FIN, and what arrives after it is discarded until
+      // the peer closes: closing with unread input would make the kernel answer with a reset,
+      // which can destroy the echo still in flight.
+      state.discarding = true;
+      state.afterDrain = state.ended ? "close" : "shutdown";
+      this.#next(state);
+    }
   }
 
   #cleanUp(): void {
     clearInterval(this.#ticker);
     clearTimeout(this.#grace);
-    this.#signal?.removeEventListener("abort", this.close);
+    this.#signal?.removeEventListener("abort", this.stop);
     this.#events.end();
     // Only after a failure in the loop itself is anything still open here.
-    closeQuietly(this.#listener);
-    for (const state of this.connections.values()) closeQuietly(state.conn);
+    if (this.#listener) closeQuietly(this.#listener);
+    for (const state of this.#states) closeQuietly(state.conn);
   }
 }
 
@@ -319,10 +497,4 @@ function positive(name: string, value: number, min = 1): number {
     throw new RangeError(`Cannot use ${name} "${value}": must be at least ${min}`);
   }
   return value;
-}
-
-function closeQuietly(resource: { close(): void }): void {
-  try {
-    resource.close();
-  } catch { /* already closed */ }
 }

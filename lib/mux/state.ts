@@ -1,7 +1,8 @@
 /**
  * What the multiplexer remembers about one connection — the entry of its readiness map: the
  * read buffer, the outgoing queue and its byte count, whether a read or a write is in flight,
- * whether the peer ended its side, and how long it has been idle.
+ * whether the peer ended its side, and how long it has been idle. The loop owns every field;
+ * decisions see a connection through the read-only {@linkcode ConnView}.
  * @module
  */
 
@@ -12,45 +13,82 @@ export const MIN_READ_SIZE = 1024;
  * bulk echo from about 0.9× to about 1.4× a plain 64 KiB read/write loop (`deno task bench`). */
 export const MAX_READ_SIZE = 256 * 1024;
 
-/**
- * One connection's entry in the readiness map.
- *
- * @example Growing the read buffer after a full read
- * ```ts
- * import { ConnState, MIN_READ_SIZE } from "./state.ts";
- * const state = new ConnState({} as Deno.Conn);
- * state.fit(MIN_READ_SIZE); // the read filled the buffer: more is probably waiting
- * if (state.readBuffer().length !== 2 * MIN_READ_SIZE) throw new Error("did not grow");
- * ```
- */
-export class ConnState {
-  /** The connection this entry is about. */
+/** A connection as a {@linkcode Decision} sees it: what it can read, never what it can change. */
+export interface ConnView {
+  /** A number that names this connection for the life of the server (1, 2, …). */
+  readonly id: number;
+  /** The remote address. */
+  readonly peer: Deno.Addr;
+  /** The local address. */
+  readonly local: Deno.Addr;
+  /** Bytes waiting to be written to this connection (in flight and queued). */
+  readonly queued: number;
+  /** Bytes received from this connection. */
+  readonly bytesIn: number;
+  /** Bytes written to this connection. */
+  readonly bytesOut: number;
+  /** Whether the peer has ended its sending side. */
+  readonly ended: boolean;
+  /** Whether the connection was closed and left the map. */
+  readonly closed: boolean;
+}
+
+/** One connection's entry in the readiness map; fields are the loop's alone. */
+export class ConnState implements ConnView {
+  readonly id: number;
   readonly conn: Deno.Conn;
-  /** Bytes received and not yet written back: the chunk in flight and the queue. */
+  readonly peer: Deno.Addr;
+  readonly local: Deno.Addr;
   queued = 0;
+  bytesIn = 0;
+  bytesOut = 0;
+  ended = false;
+  closed = false;
   /** Chunks waiting behind the write in flight; each is a copy the queue owns. */
   readonly queue: Uint8Array[] = [];
-  /** The chunk being written, or `null`; it may be a view of the read buffer. */
+  /** The chunk being written, or `null`. */
   writing: Uint8Array | null = null;
+  /** The connection whose read buffer `writing` is a view of (no copy was made), or `null`. */
+  borrowedFrom: ConnState | null = null;
+  /** Writes in flight that are views of this connection's read buffer: no read until they end. */
+  lent = 0;
   /** Whether a read is in flight. */
   reading = false;
-  /** Whether the peer has ended its sending side (a read returned end of stream). */
-  ended = false;
-  /** Whether the connection was closed and left the map. */
-  closed = false;
+  /** Whether a decision paused reading. */
+  paused = false;
+  /** Whose queue decides when to stop reading this connection: its own (echo), or the one its
+   * bytes go to (a relay). */
+  sink: ConnState = this;
+  /** The connections whose sink this is (other than itself): read again when this drains. */
+  readonly feeds: ConnState[] = [];
+  /** What happens once the queue is empty: nothing, close, or shut down the write side. */
+  afterDrain: "none" | "close" | "shutdown" = "none";
+  /** Whether `closeWrite()` is in flight, and whether it completed. */
+  shuttingDown = false;
+  writeShut = false;
+  /** A stop is draining this connection: input is read and discarded. */
+  discarding = false;
   /** Idle-sweep ticks since the last byte moved in either direction. */
   idleTicks = 0;
   #buffer: Uint8Array;
   #size = MIN_READ_SIZE;
 
-  constructor(conn: Deno.Conn) {
+  constructor(id: number, conn: Deno.Conn) {
+    this.id = id;
     this.conn = conn;
+    this.peer = conn.remoteAddr;
+    this.local = conn.localAddr;
     this.#buffer = new Uint8Array(MIN_READ_SIZE);
   }
 
-  /** The read buffer: after a `data` event, the bytes received are at its start. */
+  /** The read buffer: after a read of `n` bytes, they are at its start. */
   get buffer(): Uint8Array {
     return this.#buffer;
+  }
+
+  /** Whether nothing is queued or in flight. */
+  get idleWriter(): boolean {
+    return this.writing === null && !this.shuttingDown;
   }
 
   /** The buffer for the next read, resized when `fit()` asked for another size. */
@@ -68,6 +106,14 @@ export class ConnState {
   /**
    * Sizes the next read after one that returned `n` bytes: double after a full read (more is
    * waiting), shrink to fit after a small one (the peer went quiet or talks in small messages).
+   *
+   * @example Growing the read buffer after a full read
+   * ```ts
+   * import { ConnState, MIN_READ_SIZE } from "./state.ts";
+   * const state = new ConnState(1, { remoteAddr: {}, localAddr: {} } as Deno.Conn);
+   * state.fit(MIN_READ_SIZE); // the read filled the buffer: more is probably waiting
+   * if (state.readBuffer().length !== 2 * MIN_READ_SIZE) throw new Error("did not grow");
+   * ```
    */
   fit(n: number): void {
     const size = this.#buffer.length;
