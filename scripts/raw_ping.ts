@@ -14,6 +14,7 @@
  * @module
  */
 import { delay } from "@std/async/delay";
+import { equals } from "@std/bytes/equals";
 import { printLine, runMain, stopSignal } from "../lib/cli.ts";
 import { UsageError } from "../lib/errors.ts";
 import { type RawPacket, RawSocket } from "../lib/ffi/raw_socket.ts";
@@ -206,7 +207,7 @@ function matchReply(packet: RawPacket, host: string, identifier: number, data: U
     const echo = decodeIcmpEcho(payload);
     if (
       echo.type !== ICMP_TYPE.ECHO_REPLY || echo.identifier !== identifier ||
-      !sameBytes(echo.data, data)
+      !equals(echo.data, data)
     ) {
       return null;
     }
@@ -219,11 +220,6 @@ function matchReply(packet: RawPacket, host: string, identifier: number, data: U
     if (!(error instanceof RangeError || error instanceof SyntaxError)) throw error;
     return null;
   }
-}
-
-// `equals` from @std/bytes once deno.json maps "@std/bytes/equals".
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((byte, i) => byte === b[i]);
 }
 
 function summarize(

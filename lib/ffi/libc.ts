@@ -42,7 +42,8 @@ export const LINUX = {
   EFD_CLOEXEC: 0x80000,
 } as const;
 
-const SYMBOLS = {
+/** The libc functions this project calls, with their C signatures. */
+export const SYMBOLS = {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
   getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
@@ -113,6 +114,7 @@ export class OsError extends Error {
   /** Its symbolic name where known, e.g. `EPERM`, else `errno 123`. */
   readonly code: string;
 
+  /** An error for `call` with `errno`, described in words, and what to do about it. */
   constructor(call: string, errno: number, description: string, hint?: string) {
     const code = ERRNO_NAMES[errno] ?? `errno ${errno}`;
     super(`${call}() failed: ${description} (${code})${hint ? `: ${hint}` : ""}`);

@@ -286,6 +286,7 @@ export class PacketRing implements Disposable {
     this.#libc.close();
   }
 
+  /** The same as `close()`, for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }

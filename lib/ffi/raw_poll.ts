@@ -82,6 +82,7 @@ export class ReadablePoller implements Disposable {
     this.#libc.symbols.close(this.#wakeFd);
   }
 
+  /** The same as `close()`, for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }

@@ -10,6 +10,7 @@ import { LINUX, openLibc } from "./libc.ts";
 export class ResolveError extends Error {
   /** The name asked for. */
   readonly host: string;
+  /** An error for `host`, with `getaddrinfo`'s reason. */
   constructor(host: string, reason: string) {
     super(`Cannot resolve "${host}": ${reason}`);
     this.name = "ResolveError";

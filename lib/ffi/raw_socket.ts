@@ -266,6 +266,7 @@ export class RawSocket implements Disposable {
     this.#libc.close();
   }
 
+  /** The same as `close()`, for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }

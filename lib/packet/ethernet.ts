@@ -20,7 +20,9 @@ export interface EthernetHeader {
 
 /** An Ethernet frame split into header and payload (a view into the decoded bytes). */
 export interface EthernetFrame {
+  /** The decoded header. */
   header: EthernetHeader;
+  /** The bytes after the header. */
   payload: Uint8Array;
 }
 

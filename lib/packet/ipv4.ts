@@ -64,7 +64,9 @@ export interface IPv4Fields {
 
 /** An IPv4 packet split into its header and payload (views into the decoded bytes). */
 export interface IPv4Packet {
+  /** The decoded header. */
   header: IPv4Header;
+  /** The bytes after the header, up to the total length. */
   payload: Uint8Array;
 }
 

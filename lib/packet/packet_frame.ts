@@ -22,25 +22,35 @@ export interface DecodedFrame {
   frameLength: number;
   /** EtherType. */
   etherType?: number;
-  /** IPv4 source and destination. */
+  /** IPv4 source address. */
   src?: string;
+  /** IPv4 destination address. */
   dst?: string;
+  /** IPv4 time to live. */
   ttl?: number;
   /** IP protocol number (for `ipv4`). */
   ipProtocol?: number;
+  /** TCP or UDP source port. */
   srcPort?: number;
+  /** TCP or UDP destination port. */
   dstPort?: number;
   /** TCP flags as `tcpdump` prints them. */
   flags?: string;
+  /** TCP sequence number. */
   seq?: number;
+  /** TCP acknowledgment number. */
   ack?: number;
+  /** TCP receive window. */
   window?: number;
   /** TCP options as `tcpdump` prints them. */
   options?: string;
+  /** ICMP type. */
   icmpType?: number;
+  /** ICMP code. */
   icmpCode?: number;
-  /** Identifier and sequence of an ICMP echo request or reply. */
+  /** Identifier of an ICMP echo request or reply. */
   icmpId?: number;
+  /** Sequence number of an ICMP echo request or reply. */
   icmpSeq?: number;
   /** The transport payload (TCP/UDP data, ICMP body). */
   payload?: Uint8Array;

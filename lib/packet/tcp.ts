@@ -73,13 +73,17 @@ export interface TcpFields {
 
 /** A TCP segment split into header and payload (views into the decoded bytes). */
 export interface TcpSegment {
+  /** The decoded header. */
   header: TcpHeader;
+  /** The data after the header. */
   payload: Uint8Array;
 }
 
 /** One TCP option: its kind and the bytes after kind and length. */
 export interface TcpOption {
+  /** Option kind, see {@linkcode TCP_OPTION}. */
   kind: number;
+  /** The bytes after kind and length (empty for no-op and end-of-list). */
   data: Uint8Array;
 }
 

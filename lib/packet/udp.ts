@@ -18,7 +18,9 @@ export interface UdpHeader {
 
 /** A UDP datagram split into header and payload (a view into the decoded bytes). */
 export interface UdpDatagram {
+  /** The decoded header. */
   header: UdpHeader;
+  /** The data, up to the length field. */
   payload: Uint8Array;
 }
 
