@@ -15,6 +15,7 @@ import { printLine, runMain, stopSignal } from "../lib/cli.ts";
 import { UsageError } from "../lib/errors.ts";
 import { RawSocket } from "../lib/ffi/raw_socket.ts";
 import { isIPv4, parseDuration, parseFlags, parseHost, parsePort } from "../lib/flags.ts";
+import { formatJsonEvent } from "../lib/json_event.ts";
 import { decodeIPv4, encodeIPv4 } from "../lib/packet/ipv4.ts";
 import { IPPROTO } from "../lib/packet/packet_fields.ts";
 import { decodeTcp, encodeTcp, formatTcpFlags, TCP_FLAGS } from "../lib/packet/tcp.ts";
@@ -165,10 +166,9 @@ Try it: nc -l 127.0.0.1 12345 (open) or no listener (closed), then run it`;
 async function main(args: string[]): Promise<number | void> {
   const flags = parseFlags(args, {
     string: ["src", "dst", "sport", "dport", "payload", "timeout"],
-    boolean: ["listen-reply", "json", "help"],
-    alias: { h: "help" },
+    boolean: ["listen-reply", "json"],
+    usage: USAGE,
   });
-  if (flags.help) return printLine(USAGE);
   const src = parseIPv4Flag(flags.src ?? "127.0.0.1", "--src");
   const dst = parseIPv4Flag(flags.dst ?? "127.0.0.1", "--dst");
   const options: SynOptions = {
@@ -185,9 +185,12 @@ async function main(args: string[]): Promise<number | void> {
   const to = formatHostPort(dst, options.dstPort!);
   const result = await sendSyn({ ...options, signal: stop.signal });
   if (flags.json) {
-    printLine(
-      JSON.stringify({ event: "sent", from, to, seq: result.seq, bytes: result.packet.length }),
-    );
+    printLine(formatJsonEvent("sent", {
+      peer: to,
+      local: from,
+      bytes: result.packet.length,
+      seq: result.seq,
+    }));
   } else {
     printLine(`Sent SYN ${from} > ${to} seq ${result.seq} (${result.packet.length} bytes)`);
   }
@@ -195,7 +198,9 @@ async function main(args: string[]): Promise<number | void> {
   const { reply } = result;
   if (flags.json) {
     printLine(
-      JSON.stringify(reply ? { event: "reply", from: to, ...reply } : { event: "no-reply" }),
+      reply
+        ? formatJsonEvent("reply", { peer: to, ...reply })
+        : formatJsonEvent("no-reply", { peer: to }),
     );
   } else if (reply) {
     const meaning = reply.kind === "syn-ack"

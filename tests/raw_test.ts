@@ -93,9 +93,10 @@ Deno.test({
     );
     assertMatch(open.stdout, /^Reply from 127\.0\.0\.1:\d+: SYN-ACK: port open \[S\.\]/m);
 
+    const dport = closedPort();
     const closed = await runScript("raw_syn.ts", [
       "--dport",
-      String(closedPort()),
+      String(dport),
       "--sport",
       String(probePort()),
       "--listen-reply",
@@ -103,7 +104,8 @@ Deno.test({
     ], { permissions: FFI });
     assertEquals(closed.code, 0, closed.stderr);
     const [sent, reply] = closed.stdout.trimEnd().split("\n").map((line) => JSON.parse(line));
-    assertEquals(sent.event, "sent");
+    assertEquals(Object.keys(sent).slice(0, 5), ["event", "time", "peer", "local", "bytes"]);
+    assertEquals([sent.event, sent.peer, sent.bytes], ["sent", `127.0.0.1:${dport}`, 40]);
     assertEquals([reply.event, reply.kind, reply.flags], ["reply", "rst", "R."]);
   },
 });
