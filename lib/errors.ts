@@ -22,6 +22,7 @@ export const EXIT_USAGE = 2;
  * ```
  */
 export class UsageError extends Error {
+  /** A usage error with the one line the user sees, e.g. `Unknown flag "--prot"`. */
   constructor(message: string) {
     super(message);
     this.name = "UsageError";

@@ -41,6 +41,7 @@ export type Flags<S extends string, B extends string, C extends string> =
 export class InfoRequest extends Error {
   /** What to print. */
   readonly text: string;
+  /** A request to print `text` (the usage or the version) and exit 0. */
   constructor(text: string) {
     super("information requested");
     this.name = "InfoRequest";

@@ -55,6 +55,7 @@ const encoder = new TextEncoder();
  * ```
  */
 export class OutputQueue {
+  /** What this queue wrote and dropped so far. */
   readonly stats: OutputStats = { lines: 0, dropped: 0, closed: false };
   #sink: OutputSink;
   #limit: number;
@@ -65,6 +66,7 @@ export class OutputQueue {
   #pump: Promise<void> | null = null;
   #room: (() => void)[] = [];
 
+  /** A queue in front of `sink` (e.g. `Deno.stdout`); nothing is written until a line comes. */
   constructor(sink: OutputSink, options: OutputQueueOptions = {}) {
     this.#sink = sink;
     this.#limit = options.limit ?? 1024 * 1024;

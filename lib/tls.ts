@@ -151,7 +151,7 @@ export async function clientTlsFromFlags(
 }
 
 /** What `--insecure` prints: what it skips, what it does not, and how to skip that too. */
-export const INSECURE_WARNING =
+export const INSECURE_WARNING: string =
   "warning: --insecure: the server certificate's host name is not checked; its chain still is " +
   "(trust its CA with --ca FILE, or run deno with --unsafely-ignore-certificate-errors=HOST)";
 

@@ -85,6 +85,7 @@ export class EventQueue<T> implements AsyncIterableIterator<T> {
     return Promise.resolve({ value: undefined, done: true });
   }
 
+  /** The queue is its own iterator: one consumer, one `for await`. */
   [Symbol.asyncIterator](): this {
     return this;
   }

@@ -139,6 +139,7 @@ export class EventSource implements AsyncIterable<MuxEvent> {
     this.#queue.push({ type: "failed", state, error });
   }
 
+  /** The events, in the order they completed, for one `for await` loop. */
   [Symbol.asyncIterator](): AsyncIterator<MuxEvent> {
     return this.#queue;
   }

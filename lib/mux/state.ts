@@ -35,14 +35,23 @@ export interface ConnView {
 
 /** One connection's entry in the readiness map; fields are the loop's alone. */
 export class ConnState implements ConnView {
+  /** See {@linkcode ConnView}. */
   readonly id: number;
+  /** The connection this entry is about. */
   readonly conn: Deno.Conn;
+  /** See {@linkcode ConnView}. */
   readonly peer: Deno.Addr;
+  /** See {@linkcode ConnView}. */
   readonly local: Deno.Addr;
+  /** See {@linkcode ConnView}. */
   queued = 0;
+  /** See {@linkcode ConnView}. */
   bytesIn = 0;
+  /** See {@linkcode ConnView}. */
   bytesOut = 0;
+  /** See {@linkcode ConnView}. */
   ended = false;
+  /** See {@linkcode ConnView}. */
   closed = false;
   /** Chunks waiting behind the write in flight; each is a copy the queue owns. */
   readonly queue: Uint8Array[] = [];
@@ -63,8 +72,9 @@ export class ConnState implements ConnView {
   readonly feeds: ConnState[] = [];
   /** What happens once the queue is empty: nothing, close, or shut down the write side. */
   afterDrain: "none" | "close" | "shutdown" = "none";
-  /** Whether `closeWrite()` is in flight, and whether it completed. */
+  /** Whether `closeWrite()` is in flight. */
   shuttingDown = false;
+  /** Whether `closeWrite()` completed: the peer has been sent a FIN. */
   writeShut = false;
   /** A stop is draining this connection: input is read and discarded. */
   discarding = false;
@@ -73,6 +83,7 @@ export class ConnState implements ConnView {
   #buffer: Uint8Array;
   #size = MIN_READ_SIZE;
 
+  /** A new entry for connection number `id`, with the smallest read buffer. */
   constructor(id: number, conn: Deno.Conn) {
     this.id = id;
     this.conn = conn;
