@@ -1,119 +1,222 @@
 /**
  * UDP sender — the tutorial's sender: prints the target and the message, then sends the
- * message as one datagram (`sendto`). UDP has no connection: nothing says whether it arrived.
+ * message as one datagram (`sendto`). UDP has no connection: nothing says whether it arrived,
+ * unless the receiver answers (`--wait-reply`, against `udp_receive.ts --echo`).
  *
  * Run:    deno run --allow-net=127.0.0.1 scripts/udp_send.ts
  * Try it: deno task udp-receive, or `socat -u UDP-RECV:5005,bind=127.0.0.1 -`, then this
  *
  * @module
  */
-import { formatTarget } from "../lib/address.ts";
-import { printLine, runMain } from "../lib/cli.ts";
-import { UsageError, withAddress } from "../lib/errors.ts";
-import { escapeText } from "../lib/escape.ts";
-import { isIPv6, parseCount, parseEndpoint, parseFlags } from "../lib/flags.ts";
+import { formatAddr, formatTarget } from "../lib/address.ts";
+import { printError, printLine, runMain } from "../lib/cli.ts";
+import {
+  describeFamily,
+  maxPayload,
+  UDP_IPV4_MAX_PAYLOAD,
+  UDP_IPV6_MAX_PAYLOAD,
+  UNIX_DATAGRAM_SEND_MAX,
+} from "../lib/datagram/limits.ts";
+import { checkDestination, sendDatagrams, type SendOptions } from "../lib/datagram/send.ts";
+import { EXIT_RUNTIME, UsageError } from "../lib/errors.ts";
+import { escapeBytes, escapeText } from "../lib/escape.ts";
+import { readBoundedFile } from "../lib/files.ts";
+import {
+  parseCount,
+  parseDuration,
+  parseEndpoint,
+  parseFlags,
+  parseHost,
+  rejectTogether,
+} from "../lib/flags.ts";
+import { formatJsonEvent } from "../lib/json_event.ts";
+import { requireRead } from "../lib/permissions.ts";
 
-/** The largest payload one UDP datagram can carry over IPv4 (65535 − 20 − 8). */
-export const MAX_UDP_PAYLOAD = 65507;
+export { sendDatagrams, UDP_IPV4_MAX_PAYLOAD, UDP_IPV6_MAX_PAYLOAD, UNIX_DATAGRAM_SEND_MAX };
+export type { SendOptions, SendResult } from "../lib/datagram/send.ts";
 
-/** Options for {@linkcode sendDatagrams}. */
-export interface SendOptions {
-  /** Target host. @default {"127.0.0.1"} */
-  hostname?: string;
-  /** Target port. @default {5005} */
-  port?: number;
-  /** Send to a Unix datagram socket at this path instead of UDP. */
-  path?: string;
-  /** How many copies of the message to send. @default {1} */
-  count?: number;
-}
+/** The message line shows at most this much of a message (a file may be 200 KiB). */
+const SHOWN_BYTES = 1024;
+
+/** Flags whose value is the next argument whatever it is: `''` and `-` included. */
+const RAW_VALUE_FLAGS = ["--message", "--message-file"];
 
 /**
- * Sends `message` as `count` datagrams and resolves with the number of bytes sent.
+ * Makes `--message VALUE` one argument, `--message=VALUE` (and `--message-file` likewise), so
+ * that an empty value (`--message ''`, as `sendto(b"")` allows), `-` (standard input) or a
+ * value that starts with `-` is the value, and not a missing value or another flag. Such a flag
+ * with nothing after it is a usage error.
  *
- * @example Sending one datagram to a receiver
+ * @example
  * ```ts
- * import { sendDatagrams } from "./udp_send.ts";
- * const receiver = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
- * const { port } = receiver.addr as Deno.NetAddr;
- * await sendDatagrams(new TextEncoder().encode("Hello, World!"), { port });
- * const [data] = await receiver.receive();
- * receiver.close();
- * if (new TextDecoder().decode(data) !== "Hello, World!") throw new Error("lost");
+ * import { joinRawValues } from "./udp_send.ts";
+ * const args = joinRawValues(["--message", "", "--message-file", "-", "-q"]);
+ * if (args.join(" ") !== "--message= --message-file=- -q") throw new Error(args.join(" "));
  * ```
  */
-export async function sendDatagrams(
-  message: Uint8Array,
-  options: SendOptions = {},
-): Promise<number> {
-  const { path, hostname = "127.0.0.1", port = 5005, count = 1 } = options;
-  const target: Deno.Addr = path === undefined
-    ? { transport: "udp", hostname, port }
-    : { transport: "unixpacket", path };
-  const socket = path === undefined
-    ? Deno.listenDatagram({ transport: "udp", hostname: localAddressFor(hostname), port: 0 })
-    : Deno.listenDatagram({ transport: "unixpacket" });
-  let sent = 0;
-  try {
-    for (let i = 0; i < count; i++) sent += await socket.send(message, target);
-  } catch (error) {
-    throw withAddress(error, formatTarget({ path, hostname, port }));
-  } finally {
-    socket.close();
+export function joinRawValues(args: readonly string[]): string[] {
+  const joined: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === "--") return [...joined, ...args.slice(i)];
+    if (!RAW_VALUE_FLAGS.includes(args[i])) {
+      joined.push(args[i]);
+      continue;
+    }
+    if (i + 1 === args.length) throw new UsageError(`Flag "${args[i]}" needs a value`);
+    joined.push(`${args[i]}=${args[++i]}`);
   }
-  return sent;
+  return joined;
 }
 
-/** The sending socket binds loopback for a loopback target (so `--allow-net=127.0.0.1` is
- * enough), and the wildcard address of the target's family otherwise. */
-function localAddressFor(target: string): string {
-  if (target === "::1") return "::1";
-  if (isIPv6(target)) return "::";
-  return target.startsWith("127.") || target === "localhost" ? "127.0.0.1" : "0.0.0.0";
-}
+const USAGE = `Usage: udp_send.ts [options] [HOST [PORT]]
 
-const USAGE = `Usage: udp_send.ts [options]
-
-The tutorial's UDP sender: prints the target and the message, then sends it as a datagram.
+The tutorial's UDP sender: prints the target and the message, then sends it as one datagram
+(HOST and PORT as nc takes them; flags win). With --wait-reply it prints what comes back.
 
 Options:
-  --host HOST       target host (IPv4, IPv6 or name)      [default: 127.0.0.1]
-  --port PORT       target port                           [default: 5005]
-  --unix PATH       send to a Unix datagram socket instead of UDP
-  --message TEXT    what to send                          [default: Hello, World!]
-  --count N         send the message N times              [default: 1]
-  --quiet           do not print the target and message
-  -h, --help        show this help
+      --host HOST          target host (IPv4, IPv6 or name)        [default: 127.0.0.1]
+  -p, --port PORT          target port                             [default: 5005]
+      --unix PATH          send to a Unix datagram socket instead of UDP
+  -s, --source ADDR        send from this address (UDP) or bind this path (Unix; needed to get
+                           replies)                                [default: 127.0.0.1 for a
+                                                                   loopback target, else any]
+      --message TEXT       what to send; may be empty              [default: Hello, World!]
+      --message-file PATH  send the bytes of a regular file, or of standard input for -
+                           (needs --allow-read=PATH)
+  -c, --count N            send the message N times                [default: 1]
+  -b, --broadcast          allow a broadcast destination (refused otherwise, as nc -u does)
+      --wait-reply         wait for one reply per datagram and print it; exit 1 if one is missing
+  -w, --timeout DURATION   longest wait for a send or for the next reply  [default: 2s]
+  -v, --verbose            print the address sent from, and who each reply came from
+      --json               one JSON object per datagram sent ("sent") and reply ("reply")
+  -q, --quiet              do not print the target and message
+  -h, --help               show this help
+      --version            show the version
+
+A datagram holds at most ${UDP_IPV4_MAX_PAYLOAD} bytes over IPv4, ${UDP_IPV6_MAX_PAYLOAD} over IPv6,
+${UNIX_DATAGRAM_SEND_MAX} to a Unix socket (its default send buffer less 32 bytes).
+Deno always sets SO_BROADCAST, so broadcast destinations are refused by address unless -b is
+given: 255.255.255.255, 127.255.255.255 and, with --allow-sys=networkInterfaces, every
+interface's broadcast address; without that permission every address ending in .255. Replies
+are printed escaped like received data; any datagram that reaches the sending socket counts.
 
 Run:    deno run --allow-net=127.0.0.1 scripts/udp_send.ts
-Try it: deno task udp-receive, then this`;
+Try it: deno task udp-receive, then this; or udp_receive.ts --echo, then this with --wait-reply`;
 
-async function main(args: string[]): Promise<void> {
-  const flags = parseFlags(args, {
-    string: ["host", "port", "unix", "message", "count"],
-    boolean: ["quiet", "help"],
-    alias: { h: "help" },
+async function main(args: string[]): Promise<number | void> {
+  const flags = parseFlags(joinRawValues(args), {
+    string: ["host", "port", "unix", "source", "message-file", "count", "timeout"],
+    boolean: ["quiet", "verbose", "broadcast", "json", "wait-reply"],
+    // Collected, not a plain value flag: an empty message is a message.
+    collect: ["message"],
+    alias: {
+      p: "port",
+      s: "source",
+      c: "count",
+      w: "timeout",
+      q: "quiet",
+      v: "verbose",
+      b: "broadcast",
+    },
+    positional: ["host", "port"],
+    usage: USAGE,
   });
-  if (flags.help) return printLine(USAGE);
+  rejectTogether({ ...flags, message: flags.message.at(-1) }, ["message", "message-file"]);
+  rejectTogether(flags, ["quiet", "json"]);
   const { hostname, port, path } = parseEndpoint(flags, 5005);
-  const text = flags.message ?? "Hello, World!";
-  const message = new TextEncoder().encode(text);
-  if (message.length > MAX_UDP_PAYLOAD) {
-    throw new UsageError(
-      `Cannot send --message of ${message.length} bytes: a UDP datagram holds at most ${MAX_UDP_PAYLOAD}`,
-    );
+  const options: SendOptions = {
+    hostname,
+    port,
+    path,
+    count: parseCount(flags.count ?? "1", "--count"),
+    source: flags.source === undefined || path !== undefined
+      ? flags.source
+      : parseHost(flags.source, "--source"),
+    broadcast: flags.broadcast,
+    waitReply: flags["wait-reply"],
+    timeout: parseDuration(flags.timeout ?? "2s", "--timeout"),
+  };
+  if (options.waitReply && path !== undefined && options.source === undefined) {
+    throw new UsageError("--wait-reply over --unix needs -s PATH: an unnamed socket gets no reply");
   }
-  const count = parseCount(flags.count ?? "1", "--count");
-  if (!flags.quiet) {
-    if (flags.unix === undefined) {
+  const message = await readMessage(flags.message.at(-1), flags["message-file"], {
+    path,
+    hostname,
+  });
+  checkDestination(message, options);
+  const target = formatTarget({ path, hostname, port });
+  if (!flags.quiet && !flags.json) {
+    if (path === undefined) {
       printLine(`UDP target IP: ${hostname}`);
       printLine(`UDP target port: ${port}`);
     } else {
-      printLine(`Unix datagram target: ${flags.unix}`);
+      printLine(`Unix datagram target: ${escapeText(path)}`);
     }
-    printLine(`message: ${escapeText(text)}`);
+    printLine(`message: ${escapeBytes(message, { maxBytes: SHOWN_BYTES })}`);
   }
-  await sendDatagrams(message, { hostname, port, path, count });
+  let local: Deno.Addr | undefined;
+  const result = await sendDatagrams(message, {
+    ...options,
+    onLocal: (addr) => {
+      local = addr;
+      if (flags.verbose) printError(`Sending from ${formatAddr(addr)}`);
+    },
+    onSent: (bytes) => {
+      if (flags.json) printLine(formatJsonEvent("sent", { peer: target, local, bytes }));
+    },
+    onReply: (data, peer) => {
+      if (flags.json) return printLine(formatJsonEvent("reply", { peer, local, data }));
+      const from = flags.verbose ? ` from ${formatAddr(peer)}` : "";
+      printLine(`received reply${from}: ${escapeBytes(data)}`);
+    },
+  });
+  if (!options.waitReply || result.replies >= result.sent) return;
+  const wait = flags.timeout ?? "2s";
+  if (flags.json) {
+    printLine(formatJsonEvent("no-reply", {
+      peer: target,
+      local,
+      replies: result.replies,
+      sent: result.sent,
+    }));
+  }
+  printError(
+    result.replies === 0
+      ? `udp_send: no reply from ${escapeText(target)} within ${wait}`
+      : `udp_send: ${result.replies} of ${result.sent} replies from ${
+        escapeText(target)
+      } came within ${wait}`,
+  );
+  return EXIT_RUNTIME;
+}
+
+/** The message: `--message` (may be empty), a file, or the tutorial's default. */
+async function readMessage(
+  text: string | undefined,
+  file: string | undefined,
+  target: { hostname: string; path?: string },
+): Promise<Uint8Array> {
+  const max = maxPayload(target);
+  if (file !== undefined) {
+    if (file !== "-") {
+      // Opening a FIFO blocks until something writes to it: look before opening.
+      requireRead(file, `read --message-file "${file}"`);
+      const info = await Deno.stat(file).catch(() => undefined);
+      if (info !== undefined && !info.isFile) {
+        throw new Error(`Cannot read --message-file "${file}": it is not a regular file`);
+      }
+    }
+    return await readBoundedFile(file, { flag: "--message-file", maxBytes: max, allowStdin: true });
+  }
+  const message = new TextEncoder().encode(text ?? "Hello, World!");
+  if (message.length > max) {
+    throw new UsageError(
+      `Cannot send --message of ${message.length} bytes: ${
+        describeFamily(target)
+      } holds at most ${max}`,
+    );
+  }
+  return message;
 }
 
 if (import.meta.main) runMain("udp_send", () => main(Deno.args));

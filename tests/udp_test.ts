@@ -1,52 +1,66 @@
-import { assertEquals, assertStringIncludes } from "@std/assert";
-import { MAX_UDP_PAYLOAD, sendDatagrams } from "../scripts/udp_send.ts";
-import { receiveDatagrams } from "../scripts/udp_receive.ts";
+import { assert, assertEquals, assertMatch, assertStringIncludes } from "@std/assert";
+import { sendDatagrams, UDP_IPV4_MAX_PAYLOAD, UDP_IPV6_MAX_PAYLOAD } from "../scripts/udp_send.ts";
+import { receiveDatagrams, type ReceiveSummary } from "../scripts/udp_receive.ts";
 import { hasPeer, runPeer, runScript, spawnScript, startPortPeer } from "./_process.ts";
 
 const NET = ["--allow-net=127.0.0.1"];
 const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 
-Deno.test("receiveDatagrams() yields every datagram whole, up to the UDP maximum", async () => {
+/** Starts receiveDatagrams() on a free port and collects what it yields. */
+function receiveInBackground(options: { hostname?: string; count?: number; signal?: AbortSignal }) {
   const { promise: bound, resolve } = Promise.withResolvers<Deno.NetAddr>();
-  const sizes = [0, 1, 1024, 1025, MAX_UDP_PAYLOAD];
   const received = (async () => {
     const lengths: number[] = [];
-    const options = {
-      port: 0,
-      count: sizes.length,
-      onListen: (a: Deno.Addr) => resolve(a as Deno.NetAddr),
-    };
-    for await (const [data] of receiveDatagrams(options)) lengths.push(data.length);
+    const onListen = (addr: Deno.Addr) => resolve(addr as Deno.NetAddr);
+    for await (const { data } of receiveDatagrams({ ...options, port: 0, onListen })) {
+      lengths.push(data.length);
+    }
     return lengths;
   })();
+  return { bound, received };
+}
+
+Deno.test("receiveDatagrams() yields every datagram whole, up to the IPv4 maximum", async () => {
+  const sizes = [0, 1, 1024, 1025, UDP_IPV4_MAX_PAYLOAD];
+  const { bound, received } = receiveInBackground({ count: sizes.length });
   const { port } = await bound;
   for (const size of sizes) await sendDatagrams(new Uint8Array(size).fill(7), { port });
   assertEquals(await received, sizes);
 });
 
+Deno.test("receiveDatagrams() yields IPv6 datagrams whole, up to the IPv6 maximum", async () => {
+  const sizes = [UDP_IPV4_MAX_PAYLOAD + 1, UDP_IPV6_MAX_PAYLOAD];
+  const { bound, received } = receiveInBackground({ hostname: "::1", count: sizes.length });
+  const { port } = await bound;
+  for (const size of sizes) {
+    await sendDatagrams(new Uint8Array(size), { hostname: "::1", port });
+  }
+  assertEquals(await received, sizes);
+});
+
 Deno.test("receiveDatagrams() ends without error when its signal aborts", async () => {
   const controller = new AbortController();
-  const { promise: bound, resolve } = Promise.withResolvers<void>();
-  const done = Array.fromAsync(
-    receiveDatagrams({ port: 0, signal: controller.signal, onListen: () => resolve() }),
-  );
+  const { bound, received } = receiveInBackground({ signal: controller.signal });
   await bound;
   controller.abort();
-  assertEquals(await done, []);
+  assertEquals(await received, []);
 });
 
 Deno.test("receiveDatagrams() still yields what is queued when its signal aborts", async () => {
   const controller = new AbortController();
   const { promise: bound, resolve } = Promise.withResolvers<Deno.NetAddr>();
   const texts: string[] = [];
+  let summary: ReceiveSummary | undefined;
   const sending = bound.then(({ port }) => sendDatagrams(encoder.encode("first"), { port }));
   const options = {
     port: 0,
     signal: controller.signal,
     onListen: (a: Deno.Addr) => resolve(a as Deno.NetAddr),
+    onSummary: (s: ReceiveSummary) => summary = s,
   };
-  for await (const [data] of receiveDatagrams(options)) {
-    texts.push(new TextDecoder().decode(data));
+  for await (const { data } of receiveDatagrams(options)) {
+    texts.push(decoder.decode(data));
     if (texts.length === 1) {
       // The generator waits at its yield: these two are queued in the kernel, unread, when
       // the stop comes.
@@ -57,6 +71,8 @@ Deno.test("receiveDatagrams() still yields what is queued when its signal aborts
     }
   }
   assertEquals(texts, ["first", "second", "third"]);
+  assertEquals(summary?.datagrams, 3);
+  assertEquals(summary?.drainCut, false);
 });
 
 Deno.test("udp_send.ts prints like the original and udp_receive.ts prints every datagram", async () => {
@@ -72,13 +88,9 @@ Deno.test("udp_send.ts prints like the original and udp_receive.ts prints every 
     sender.stdout,
     `UDP target IP: 127.0.0.1\nUDP target port: ${port}\nmessage: Hello, World!\n`,
   );
-  await runScript(
-    "udp_send.ts",
-    ["--port", `${port}`, "--quiet", "--message", "\x1b]0;pwned\x07"],
-    {
-      permissions: NET,
-    },
-  );
+  await runScript("udp_send.ts", ["-q", "-p", `${port}`, "--message", "\x1b]0;pwned\x07"], {
+    permissions: NET,
+  });
   const result = await receiver.result();
   assertEquals(result.code, 0);
   assertEquals(
@@ -86,12 +98,47 @@ Deno.test("udp_send.ts prints like the original and udp_receive.ts prints every 
     "received message: Hello, World!\nreceived message: Hello, World!\n" +
       "received message: \\x1b]0;pwned\\x07\n",
   );
+  assertStringIncludes(result.stderr, "received 3 datagrams, 36 bytes; ");
 });
 
-Deno.test("udp_receive.ts --json names the sender and --max-bytes says what it left out", async () => {
+Deno.test("udp_send.ts takes HOST PORT like nc, and flags win over them", async () => {
+  await using receiver = spawnScript("udp_receive.ts", ["-p", "0", "-c", "1", "-v"], {
+    permissions: NET,
+  });
+  const port = await receiver.listeningPort();
+  const sender = await runScript(
+    "udp_send.ts",
+    ["127.0.0.1", "1", "-p", `${port}`, "-q", "-s", "127.0.0.1", "--message", "positional"],
+    { permissions: NET },
+  );
+  assertEquals(sender.code, 0, sender.stderr);
+  assertMatch(
+    (await receiver.result()).stdout,
+    /^received message from 127\.0\.0\.1:\d+: positional\n$/,
+  );
+});
+
+for (const form of [["--message", ""], ["--message="]]) {
+  const shown = form.map((arg) => arg === "" ? "''" : arg).join(" ");
+  Deno.test(`udp_send.ts ${shown} sends an empty datagram, as sendto(b"") does`, async () => {
+    await using receiver = spawnScript("udp_receive.ts", ["--port", "0", "-c", "1", "--json"], {
+      permissions: NET,
+    });
+    const port = await receiver.listeningPort();
+    const sender = await runScript("udp_send.ts", ["-p", `${port}`, ...form], { permissions: NET });
+    assertEquals(sender.code, 0, sender.stderr);
+    assertEquals(sender.stdout.split("\n")[2], "message: ");
+    const [datagram] = (await receiver.result()).stdout.trim().split("\n").map((l) =>
+      JSON.parse(l)
+    );
+    assertEquals([datagram.event, datagram.bytes, datagram.data], ["datagram", 0, ""]);
+  });
+}
+
+Deno.test("udp_receive.ts --json uses the shared schema, with data_base64 and a summary", async () => {
   await using receiver = spawnScript(
     "udp_receive.ts",
-    ["--port", "0", "--count", "1", "--json", "--max-bytes", "4"],
+    ["--port", "0", "--count", "2", "--json", "--max-bytes", "4"],
     { permissions: NET },
   );
   const port = await receiver.listeningPort();
@@ -99,15 +146,21 @@ Deno.test("udp_receive.ts --json names the sender and --max-bytes says what it l
   try {
     const to: Deno.NetAddr = { transport: "udp", hostname: "127.0.0.1", port };
     await socket.send(encoder.encode("0123456789"), to);
+    await socket.send(new Uint8Array([0xff, 0x1b, 0x41]), to);
   } finally {
     socket.close();
   }
   const result = await receiver.result();
-  assertEquals(JSON.parse(result.stdout), {
-    from: `127.0.0.1:${(socket.addr as Deno.NetAddr).port}`,
-    bytes: 10,
-    data: "0123…(+6 bytes)",
-  });
+  const [text, binary, summary] = result.stdout.trim().split("\n").map((line) => JSON.parse(line));
+  const peer = `127.0.0.1:${(socket.addr as Deno.NetAddr).port}`;
+  assertEquals(Object.keys(text).slice(0, 2), ["event", "time"]);
+  const { time: _, ...rest } = text;
+  assertEquals(rest, { event: "datagram", peer, bytes: 10, data: "0123", data_omitted: 6 });
+  assertEquals([binary.bytes, binary.data_base64], [3, "/xtB"]);
+  assertEquals(summary.event, "summary");
+  assertEquals([summary.datagrams, summary.bytes, summary.local], [2, 13, `127.0.0.1:${port}`]);
+  assertEquals(summary.kernel_dropped, null, "the drop counter needs --allow-run=ss");
+  assertStringIncludes(summary.kernel_dropped_unknown, "--allow-run=ss");
 });
 
 Deno.test("udp_receive.ts stops on SIGTERM with exit 0 and --quiet prints a count", async () => {
@@ -124,29 +177,90 @@ Deno.test("udp_receive.ts stops on SIGTERM with exit 0 and --quiet prints a coun
   assertStringIncludes(result.stderr, "received 3 datagrams, 7 bytes");
 });
 
-Deno.test("udp_send.ts and udp_receive.ts work over IPv6", async () => {
+Deno.test("udp_send.ts and udp_receive.ts work over IPv6, with its larger maximum", async () => {
   const permissions = ["--allow-net=[::1]"];
-  await using receiver = spawnScript("udp_receive.ts", [
-    "--host",
-    "::1",
-    "--port",
-    "0",
-    "--count",
-    "1",
-    "--json",
-  ], {
-    permissions,
-  });
+  await using receiver = spawnScript(
+    "udp_receive.ts",
+    ["--host", "::1", "--port", "0", "--count", "1", "--json"],
+    { permissions },
+  );
   const port = await receiver.listeningPort();
   assertStringIncludes(receiver.stderr.text, `Listening on [::1]:${port}`);
-  const sender = await runScript("udp_send.ts", ["--host", "::1", "--port", `${port}`], {
-    permissions,
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = `${dir}/max`;
+    await Deno.writeFile(file, new Uint8Array(UDP_IPV6_MAX_PAYLOAD).fill(0x61));
+    const sender = await runScript(
+      "udp_send.ts",
+      ["::1", `${port}`, "--message-file", file],
+      { permissions: [...permissions, `--allow-read=${file}`] },
+    );
+    assertEquals(sender.stdout.split("\n")[0], "UDP target IP: ::1");
+    const event = JSON.parse((await receiver.result()).stdout.split("\n")[0]);
+    assertEquals(event.bytes, UDP_IPV6_MAX_PAYLOAD);
+    assertStringIncludes(event.peer, "[::1]:");
+    await Deno.writeFile(file, new Uint8Array(UDP_IPV6_MAX_PAYLOAD + 1));
+    const tooBig = await runScript("udp_send.ts", ["::1", "9", "--message-file", file], {
+      permissions: [...permissions, `--allow-read=${file}`],
+    });
+    assertEquals(tooBig.code, 1);
+    assertStringIncludes(tooBig.stderr, `it is larger than ${UDP_IPV6_MAX_PAYLOAD} bytes`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("udp_send.ts --message-file reads a regular file or standard input, nothing else", async () => {
+  await using receiver = spawnScript("udp_receive.ts", ["-p", "0", "-c", "2", "--json"], {
+    permissions: NET,
   });
-  assertEquals(sender.stdout.split("\n")[0], "UDP target IP: ::1");
-  const result = await receiver.result();
-  const event = JSON.parse(result.stdout);
-  assertEquals(event.data, "Hello, World!");
-  assertStringIncludes(event.from, "[::1]:");
+  const port = await receiver.listeningPort();
+  const dir = await Deno.makeTempDir();
+  try {
+    // More than one command-line argument may hold (128 KiB) is not the point over UDP; a
+    // file's exact bytes are.
+    const file = `${dir}/message`;
+    await Deno.writeFile(file, new Uint8Array([0, 1, 2, 0xff]));
+    const read = [`--allow-read=${file}`];
+    const fromFile = await runScript(
+      "udp_send.ts",
+      ["-q", "-p", `${port}`, "--message-file", file],
+      {
+        permissions: [...NET, ...read],
+      },
+    );
+    assertEquals(fromFile.code, 0, fromFile.stderr);
+    await using fromStdin = spawnScript("udp_send.ts", [
+      "-q",
+      "-p",
+      `${port}`,
+      "--message-file",
+      "-",
+    ], {
+      permissions: NET,
+      stdin: true,
+    });
+    await fromStdin.write("from stdin");
+    await fromStdin.child.stdin.close();
+    assertEquals((await fromStdin.result()).code, 0);
+    const lines = (await receiver.result()).stdout.trim().split("\n").map((l) => JSON.parse(l));
+    const datagrams = lines.filter((line) => line.event === "datagram");
+    assertEquals(datagrams.map((l) => l.data_base64 ?? l.data), ["AAEC/w==", "from stdin"]);
+
+    const fifo = `${dir}/fifo`;
+    await runPeer("mkfifo", [fifo]);
+    const notFile = await runScript("udp_send.ts", ["-p", "9", "--message-file", fifo], {
+      permissions: [...NET, `--allow-read=${fifo}`],
+    });
+    assertEquals(notFile.code, 1);
+    assertStringIncludes(notFile.stderr, "it is not a regular file");
+    const noPermission = await runScript("udp_send.ts", ["-p", "9", "--message-file", file], {
+      permissions: NET,
+    });
+    assertStringIncludes(noPermission.stderr, `run again with --allow-read=${file}`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("udp_send.ts and udp_receive.ts work over a Unix datagram socket", async () => {
@@ -164,6 +278,7 @@ Deno.test("udp_send.ts and udp_receive.ts work over a Unix datagram socket", asy
     assertEquals(sender.stdout, `Unix datagram target: ${path}\nmessage: via unix\n`);
     const result = await receiver.result();
     assertEquals(result.stdout, "received message: via unix\n");
+    assertStringIncludes(result.stderr, "received 1 datagram, 8 bytes; 0 dropped by the kernel");
     assertEquals(await Array.fromAsync(Deno.readDir(dir)), [], "socket file left behind");
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -177,11 +292,17 @@ Deno.test("udp_send.ts and udp_receive.ts reject bad input with one line", async
     badPort.stderr,
     'udp_send: Cannot parse --port "70000": must be an integer from 0 to 65535 (see --help)\n',
   );
-  const tooBig = await runScript("udp_send.ts", ["--message", "x".repeat(MAX_UDP_PAYLOAD + 1)], {
-    permissions: NET,
-  });
+  const tooBig = await runScript(
+    "udp_send.ts",
+    ["--message", "x".repeat(UDP_IPV4_MAX_PAYLOAD + 1)],
+    {
+      permissions: NET,
+    },
+  );
   assertEquals(tooBig.code, 2);
-  assertStringIncludes(tooBig.stderr, "a UDP datagram holds at most 65507");
+  assertStringIncludes(tooBig.stderr, "a UDP datagram over IPv4 holds at most 65507");
+  const noValue = await runScript("udp_send.ts", ["--message"], { permissions: NET });
+  assertEquals(noValue.stderr, 'udp_send: Flag "--message" needs a value (see --help)\n');
   const taken = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
   const port = (taken.addr as Deno.NetAddr).port;
   try {
@@ -196,7 +317,7 @@ Deno.test("udp_send.ts and udp_receive.ts reject bad input with one line", async
   }
   const denied = await runScript("udp_receive.ts", [], { permissions: [] });
   assertEquals(denied.code, 1);
-  assertStringIncludes(denied.stderr, 'udp_receive: Requires net access to "127.0.0.1:5005"');
+  assertStringIncludes(denied.stderr, "run again with --allow-net=127.0.0.1:5005");
 });
 
 Deno.test({
@@ -217,7 +338,7 @@ sock.sendto(b"Hello, World!", ("127.0.0.1", ${port}))`;
 });
 
 Deno.test({
-  name: "udp_send.ts reaches a Python receiver with the exact bytes",
+  name: "udp_send.ts reaches a Python receiver with the exact bytes, an empty datagram included",
   ignore: !hasPeer("python3"),
   async fn() {
     const receiverPy = `
@@ -225,13 +346,21 @@ import socket
 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 sock.bind(("127.0.0.1", 0))
 print(sock.getsockname()[1], flush=True)
-data, addr = sock.recvfrom(65535)
-print(len(data), data.decode())`;
+for _ in range(2):
+    data, addr = sock.recvfrom(65535)
+    print(len(data), data.decode())`;
     await using python = await startPortPeer("python3", ["-c", receiverPy]);
-    await runScript("udp_send.ts", ["--port", `${python.port}`, "--message", "héllo"], {
-      permissions: NET,
-    });
-    assertEquals(await python.rest(), "6 héllo\n");
+    for (const message of ["héllo", ""]) {
+      const sender = await runScript(
+        "udp_send.ts",
+        ["-p", `${python.port}`, "--message", message],
+        {
+          permissions: NET,
+        },
+      );
+      assertEquals(sender.code, 0, sender.stderr);
+    }
+    assertEquals(await python.rest(), "6 héllo\n0 \n");
   },
 });
 
@@ -252,4 +381,13 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("udp_receive.ts --help names the drop counter's permission and the short flags", async () => {
+  const help = await runScript("udp_receive.ts", ["-h"], { permissions: [] });
+  assertEquals(help.code, 0);
+  for (const text of ["-p, --port", "-c, --count", "-q, --quiet", "-v, --verbose", "--echo"]) {
+    assertStringIncludes(help.stdout, text);
+  }
+  assert(help.stdout.includes("Run:    deno run --allow-net=127.0.0.1:5005 --allow-run=ss"));
 });

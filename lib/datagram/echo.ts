@@ -1,0 +1,201 @@
+/**
+ * Replies of a datagram echo server, one per datagram, each to its own sender (ncat's UDP listen
+ * mode answers only its first peer). A reply never holds up the receiving loop, and what waits
+ * to be sent is bounded; a reply over the bound, to a peer that cannot be answered, or without
+ * the permission to reach the peer is counted as failed, never fatal.
+ *
+ * UDP replies go from the receiving socket itself, in the background (a UDP send does not wait
+ * on the peer). Unix replies cannot: Deno refuses to send on a Unix datagram socket while a
+ * receive is pending on it (`Busy`), and a send to a peer whose queue is full waits until that
+ * peer reads, possibly for ever. So they go one at a time from a separate unnamed socket, and a
+ * send that waits longer than {@linkcode UNIX_REPLY_WAIT_MS} is abandoned by closing that socket.
+ * @module
+ */
+import { formatHostPort } from "../address.ts";
+import { escapeText } from "../escape.ts";
+import { closeQuietly } from "../io.ts";
+import { netFlag } from "../permissions.ts";
+import { type BoundDatagram, openUnnamedUnix } from "./socket.ts";
+
+/** Replies waiting to be sent, in all. */
+export const MAX_REPLIES_WAITING = 256;
+/** UDP replies waiting to be sent to one peer. */
+export const MAX_REPLIES_PER_PEER = 16;
+/** Bytes of replies waiting to be sent, in all. */
+export const MAX_REPLY_BYTES_WAITING = 4 * 1024 * 1024;
+/** How long a Unix reply may wait for its peer to make room. */
+export const UNIX_REPLY_WAIT_MS = 1000;
+
+/** The counters {@linkcode EchoReplies} keeps. */
+export interface EchoCounts {
+  /** Replies sent. */
+  echoed: number;
+  /** Replies not sent. */
+  echoFailed: number;
+}
+
+interface Reply {
+  data: Uint8Array;
+  peer: Deno.Addr;
+  key: string;
+}
+
+/**
+ * Sends each datagram back to its sender, in the background and within bounds.
+ *
+ * @example Answering one datagram
+ * ```ts
+ * import { EchoReplies } from "./echo.ts";
+ * import { bindDatagram } from "./socket.ts";
+ * using server = await bindDatagram({ hostname: "127.0.0.1", port: 0 });
+ * using client = await bindDatagram({ hostname: "127.0.0.1", port: 0 });
+ * const counts = { echoed: 0, echoFailed: 0 };
+ * const replies = new EchoReplies(server, counts);
+ * replies.send(new TextEncoder().encode("ping"), client.addr);
+ * const [reply] = await client.conn.receive();
+ * await replies.settled();
+ * if (new TextDecoder().decode(reply) !== "ping" || counts.echoed !== 1) throw new Error();
+ * ```
+ */
+export class EchoReplies {
+  #socket: BoundDatagram;
+  #counts: EchoCounts;
+  #onNotice: ((text: string) => void) | undefined;
+  #pending = new Set<Promise<void>>();
+  #perPeer = new Map<string, number>();
+  #bytes = 0;
+  #noticed = false;
+  // Unix only: the replies in order, and the socket they go from.
+  #queue: Reply[] = [];
+  #unixSender: Deno.DatagramConn | undefined;
+  #unixRunning = false;
+  #closing = false;
+
+  /**
+   * Replies go from (or, over Unix, beside) `socket`; `counts` is updated in place; `onNotice`
+   * hears once when a reply needs a permission that is missing.
+   */
+  constructor(socket: BoundDatagram, counts: EchoCounts, onNotice?: (text: string) => void) {
+    this.#socket = socket;
+    this.#counts = counts;
+    this.#onNotice = onNotice;
+  }
+
+  /** Starts sending a copy of `data` to `peer`, or counts it as failed. */
+  send(data: Uint8Array, peer: Deno.Addr): void {
+    const key = peerKey(peer);
+    const waiting = key === undefined ? 0 : this.#perPeer.get(key) ?? 0;
+    if (
+      // An unnamed Unix socket cannot be answered; the socket's own address would loop.
+      key === undefined || key === peerKey(this.#socket.addr) ||
+      this.#pending.size + this.#queue.length >= MAX_REPLIES_WAITING ||
+      waiting >= MAX_REPLIES_PER_PEER || this.#bytes + data.length > MAX_REPLY_BYTES_WAITING ||
+      !this.#mayReach(key, peer)
+    ) {
+      this.#counts.echoFailed++;
+      return;
+    }
+    // A copy: the receiving loop reuses its buffer before this reply may have been sent.
+    const reply = { data: data.slice(), peer, key };
+    this.#perPeer.set(key, waiting + 1);
+    this.#bytes += reply.data.length;
+    if ("path" in peer) {
+      this.#queue.push(reply);
+      if (!this.#unixRunning) this.#track(this.#sendUnix());
+    } else {
+      this.#track(
+        this.#socket.conn.send(reply.data, peer).then(
+          () => this.#done(reply, true),
+          () => this.#done(reply, false),
+        ),
+      );
+    }
+  }
+
+  /**
+   * Resolves once every reply started has been sent or has failed, giving Unix replies
+   * {@linkcode UNIX_REPLY_WAIT_MS} in all before the rest count as failed. Close the receiving
+   * socket first.
+   */
+  async settled(): Promise<void> {
+    const giveUp = setTimeout(() => this.#close(), UNIX_REPLY_WAIT_MS);
+    try {
+      while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
+    } finally {
+      clearTimeout(giveUp);
+      this.#close();
+    }
+  }
+
+  #close(): void {
+    this.#closing = true;
+    if (this.#unixSender) closeQuietly(this.#unixSender);
+  }
+
+  #track(sending: Promise<void>): void {
+    this.#pending.add(sending);
+    sending.finally(() => this.#pending.delete(sending));
+  }
+
+  async #sendUnix(): Promise<void> {
+    this.#unixRunning = true;
+    while (this.#queue.length > 0) {
+      const reply = this.#queue[0];
+      if (this.#closing) {
+        this.#done(this.#queue.shift()!, false);
+        continue;
+      }
+      const sender = this.#unixSender ??= openUnnamedUnix();
+      // A peer that does not read would hold this socket, and every reply after, for ever.
+      const abandon = setTimeout(() => {
+        this.#unixSender = undefined;
+        closeQuietly(sender);
+      }, UNIX_REPLY_WAIT_MS);
+      try {
+        await sender.send(reply.data, reply.peer);
+        this.#done(reply, true);
+      } catch {
+        this.#done(reply, false);
+      } finally {
+        clearTimeout(abandon);
+        this.#queue.shift();
+      }
+    }
+    this.#unixRunning = false;
+  }
+
+  #done(reply: Reply, sent: boolean): void {
+    if (sent) this.#counts.echoed++;
+    else this.#counts.echoFailed++;
+    this.#bytes -= reply.data.length;
+    const left = (this.#perPeer.get(reply.key) ?? 1) - 1;
+    if (left === 0) this.#perPeer.delete(reply.key);
+    else this.#perPeer.set(reply.key, left);
+  }
+
+  #mayReach(key: string, peer: Deno.Addr): boolean {
+    let state: Deno.PermissionState;
+    try {
+      state = Deno.permissions.querySync({ name: "net", host: key }).state;
+    } catch {
+      // Deno cannot even name it (an abstract Unix address): it cannot send there either.
+      return false;
+    }
+    if (state === "granted") return true;
+    if (!this.#noticed) {
+      this.#noticed = true;
+      // A UDP peer's port changes from sender to sender: name the host alone.
+      const flag = "hostname" in peer ? netFlag(peer.hostname, 0) : `--allow-net=${key}`;
+      this.#onNotice?.(`cannot reply to ${escapeText(key)}: run again with ${escapeText(flag)}`);
+    }
+    return false;
+  }
+}
+
+/** What Deno's net permission calls a peer (`127.0.0.1:5005`, `unix:/tmp/c.sock`), or
+ * `undefined` for an unnamed Unix socket. */
+function peerKey(addr: Deno.Addr): string | undefined {
+  if ("path" in addr) return addr.path ? `unix:${addr.path}` : undefined;
+  if ("hostname" in addr) return formatHostPort(addr.hostname, addr.port);
+  return undefined;
+}
