@@ -5,6 +5,8 @@
  * idle time, and drains before it stops on Ctrl-C.
  *
  * Run:    deno run --allow-net=127.0.0.1:10000 scripts/echo_server.ts
+ * Workers: deno run --allow-net=127.0.0.1:10000 --allow-read=scripts/echo_server.ts,lib \
+ *           scripts/echo_server.ts --workers auto
  * Unix:   deno run --allow-read=/tmp/echo.sock --allow-write=/tmp/echo.sock \
  *           --allow-net=unix:/tmp/echo.sock scripts/echo_server.ts --unix /tmp/echo.sock
  * Try it: nc 127.0.0.1 10000   (or `deno task echo-client`)
@@ -24,9 +26,23 @@ import {
   rejectTogether,
 } from "../lib/flags.ts";
 import { formatJsonEvent } from "../lib/json_event.ts";
-import { serveEcho, type ServeEchoOptions, type ServerEvent } from "../lib/mux/mod.ts";
+import {
+  type MuxStats,
+  serveEcho,
+  type ServeEchoOptions,
+  type ServerEvent,
+} from "../lib/mux/mod.ts";
 import { describeAcceptError } from "../lib/net/accept.ts";
+import { describeProxyRejection, proxyTimeoutFromFlags } from "../lib/net/proxy_listener.ts";
 import { serverTlsFromFlags } from "../lib/tls.ts";
+import {
+  describeWorkerDeath,
+  isWorkerThread,
+  serveAsWorker,
+  startWorkers,
+  sumStats,
+  workersFromFlags,
+} from "../lib/workers/mod.ts";
 
 export { serveEcho, type ServeEchoOptions } from "../lib/mux/mod.ts";
 
@@ -57,12 +73,14 @@ export function narrate(event: ServerEvent): string {
   }
 }
 
-/** The same event as one line of JSON in the collection's schema. */
-export function toJson(event: ServerEvent): string {
+/** The same event as one line of JSON in the collection's schema; with `--workers`, `worker`
+ * names the worker that served it. */
+export function toJson(event: ServerEvent, worker?: number): string {
+  const served = worker === undefined ? {} : { worker };
   switch (event.type) {
     case "received":
     case "sending":
-      return formatJsonEvent(event.type, { peer: event.peer, data: event.bytes }, {
+      return formatJsonEvent(event.type, { peer: event.peer, data: event.bytes, ...served }, {
         maxDataBytes: SHOWN_BYTES,
       });
     case "closing":
@@ -71,9 +89,10 @@ export function toJson(event: ServerEvent): string {
         reason: event.reason,
         ...(event.error === undefined ? {} : { error: describeError(event.error) }),
         ...(event.dropped === undefined ? {} : { dropped: event.dropped }),
+        ...served,
       });
     default:
-      return formatJsonEvent(event.type, { peer: event.peer });
+      return formatJsonEvent(event.type, { peer: event.peer, ...served });
   }
 }
 
@@ -98,10 +117,21 @@ Options:
   --alpn P1,P2                  ALPN protocols to offer with --tls (repeatable)
   --handshake-timeout DURATION  close a TLS client that has not finished its handshake [default: 10s]
   --grace DURATION              after a stop, time left to finish echoing  [default: 5s]
+  --proxy-protocol              read a PROXY protocol header (v1 or v2) first on every
+                                connection: its client address is the one logged (not with --tls)
+  --proxy-timeout DURATION      close a connection whose PROXY header is not complete by then
+                                                                          [default: 5s]
+  --workers N                   N worker threads on one port (reusePort, Linux), or auto for one
+                                per CPU; needs --allow-read of the program's files [default: 1]
   -q, --quiet                   print only the listening line and errors
   --json                        print one JSON object per event
   -h, --help                    show this help
   --version                     print the version
+
+With --proxy-protocol, a connection without a valid header (garbage, too long, cut short, or
+too slow) is closed with one line on stderr and never echoed. With --workers, --json events say
+which worker served them, a worker that dies is reported and restarted, and --unix is refused
+(a Unix socket cannot be shared by reusePort).
 
 Ctrl-C (SIGINT) or SIGTERM stops accepting, finishes echoing what was received, shuts down each
 connection's sending side, discards what still arrives until the client closes (within --grace),
@@ -110,6 +140,53 @@ connection; running out of descriptors pauses accepting until some are free.
 
 Run:    deno run --allow-net=127.0.0.1:10000 scripts/echo_server.ts
 Try it: nc 127.0.0.1 10000`;
+
+/** What one echo server (or each worker of one) serves: plain data, so a worker can get it. */
+export interface EchoPlan {
+  /** Where to listen, limits and TLS: everything but the hooks. */
+  options: Omit<ServeEchoOptions, "signal" | "onEvent" | "onAcceptError" | "proxyProtocol">;
+  /** Read a PROXY header first, with this deadline (ms). */
+  proxyTimeout?: number;
+  /** What to print per event. */
+  output: "text" | "json" | "quiet";
+}
+
+/** Where one echo server prints, when it stops, and whom it tells where it listens. */
+export interface EchoIo {
+  /** A line on stdout. */
+  printLine(line: string): void;
+  /** A line on stderr. */
+  printError(line: string): void;
+  /** Stops the server (it drains first). */
+  signal: AbortSignal;
+  /** The worker's number, with `--workers`. */
+  id?: number;
+  /** Called once the listener is bound. */
+  listening(addr: Deno.Addr, stats: () => MuxStats): void;
+}
+
+/** Serves `plan` until `io.signal` stops it; resolves with the final counters. */
+export async function serveEchoPlan(plan: EchoPlan, io: EchoIo): Promise<MuxStats> {
+  const { printLine, printError, id } = io;
+  const server = await serveEcho({
+    ...plan.options,
+    proxyProtocol: plan.proxyTimeout === undefined ? undefined : {
+      timeout: plan.proxyTimeout,
+      onRejected: (rejection) => printError(`echo_server: ${describeProxyRejection(rejection)}`),
+    },
+    signal: io.signal,
+    // With --quiet no event is even built: the loop skips them when nobody listens.
+    onEvent: plan.output === "quiet"
+      ? undefined
+      : plan.output === "json"
+      ? (event) => printLine(toJson(event, id))
+      : (event) => printLine(narrate(event)),
+    onAcceptError: (report) => printError(`echo_server: ${describeAcceptError(report)}`),
+  });
+  io.listening(server.addr, () => ({ ...server.stats }));
+  await server.finished;
+  return { ...server.stats };
+}
 
 async function main(args: string[]): Promise<void> {
   const flags = parseFlags(args, {
@@ -125,41 +202,55 @@ async function main(args: string[]): Promise<void> {
       "grace",
       "cert",
       "key",
+      "proxy-timeout",
+      "workers",
     ],
-    boolean: ["quiet", "json", "tls"],
+    boolean: ["quiet", "json", "tls", "proxy-protocol"],
     collect: ["alpn"],
     alias: { p: "port", q: "quiet" },
     usage: USAGE,
   });
   rejectTogether(flags, ["quiet", "json"]);
-  const options: ServeEchoOptions = {
-    ...parseEndpoint(flags, 10000),
-    maxConnections: parseCount(flags["max-connections"] ?? "10000", "--max-connections"),
-    idleTimeout: flags["idle-timeout"] === undefined
-      ? undefined
-      : parseDuration(flags["idle-timeout"], "--idle-timeout"),
-    highWaterMark: parseSize(flags["high-water-mark"] ?? "64k", "--high-water-mark"),
-    backlog: parseCount(flags.backlog ?? "511", "--backlog", { max: 65535 }),
-    handshakeTimeout: parseDuration(flags["handshake-timeout"] ?? "10s", "--handshake-timeout"),
-    graceTimeout: parseDuration(flags.grace ?? "5s", "--grace", { allowZero: true }),
-    tls: await serverTlsFromFlags(flags),
+  const workers = workersFromFlags(flags);
+  // Before the certificate is read: --tls with --proxy-protocol is refused for what it is.
+  const proxyTimeout = proxyTimeoutFromFlags(flags);
+  const plan: EchoPlan = {
+    options: {
+      ...parseEndpoint(flags, 10000),
+      maxConnections: parseCount(flags["max-connections"] ?? "10000", "--max-connections"),
+      idleTimeout: flags["idle-timeout"] === undefined
+        ? undefined
+        : parseDuration(flags["idle-timeout"], "--idle-timeout"),
+      highWaterMark: parseSize(flags["high-water-mark"] ?? "64k", "--high-water-mark"),
+      backlog: parseCount(flags.backlog ?? "511", "--backlog", { max: 65535 }),
+      handshakeTimeout: parseDuration(flags["handshake-timeout"] ?? "10s", "--handshake-timeout"),
+      graceTimeout: parseDuration(flags.grace ?? "5s", "--grace", { allowZero: true }),
+      tls: await serverTlsFromFlags(flags),
+      reusePort: workers > 1,
+    },
+    proxyTimeout,
+    output: flags.quiet ? "quiet" : flags.json ? "json" : "text",
   };
 
   using stop = stopSignal();
-  const server = await serveEcho({
-    ...options,
-    signal: stop.signal,
-    // With --quiet no event is even built: the loop skips them when nobody listens.
-    onEvent: flags.quiet
-      ? undefined
-      : flags.json
-      ? (event) => printLine(toJson(event))
-      : (event) => printLine(narrate(event)),
-    onAcceptError: (report) => printError(`echo_server: ${describeAcceptError(report)}`),
-  });
-  printError(`Listening on ${formatAddr(server.addr)}`);
-  await server.finished;
-  const { total, bytesOut, dropped } = server.stats;
+  const listening = (addr: Deno.Addr) => printError(`Listening on ${formatAddr(addr)}`);
+  let stats: MuxStats;
+  if (workers === 1) {
+    stats = await serveEchoPlan(plan, { printLine, printError, signal: stop.signal, listening });
+  } else {
+    const pool = await startWorkers<EchoPlan, MuxStats>({
+      module: import.meta.url,
+      count: workers,
+      config: plan,
+      withPort: (plan, port) => ({ ...plan, options: { ...plan.options, port } }),
+      signal: stop.signal,
+      onLine: (stream, line) => stream === "stdout" ? printLine(line) : printError(line),
+      onWorkerDied: (death) => printError(`echo_server: ${describeWorkerDeath(death)}`),
+    });
+    listening(pool.addr);
+    stats = sumStats(await pool.finished);
+  }
+  const { total = 0, bytesOut = 0, dropped = 0 } = stats;
   if (dropped > 0) printError(`echo_server: the stop dropped ${dropped} bytes it could not echo`);
   if (!flags.quiet && !flags.json) {
     const connections = total === 1 ? "1 connection" : `${total} connections`;
@@ -167,4 +258,9 @@ async function main(args: string[]): Promise<void> {
   }
 }
 
-if (import.meta.main) runMain("echo_server", () => main(Deno.args));
+if (import.meta.main) {
+  // With --workers, each worker thread runs this file again and serves what main() sends it.
+  if (isWorkerThread()) {
+    serveAsWorker<EchoPlan, MuxStats>((worker) => serveEchoPlan(worker.config, worker));
+  } else runMain("echo_server", () => main(Deno.args));
+}

@@ -3,13 +3,15 @@
  * connection print `Got connection from <addr>`, send `Thank you for connecting`, close.
  *
  * Run:    deno run --allow-net=127.0.0.1:12345 scripts/tcp_server.ts
+ * Workers: deno run --allow-net=127.0.0.1:12345 --allow-read=scripts/tcp_server.ts,lib \
+ *           scripts/tcp_server.ts --workers auto
  * Try it: nc 127.0.0.1 12345
  *
  * @module
  */
 import { formatAddr } from "../lib/address.ts";
 import { printError, printLine, runMain, stopSignal } from "../lib/cli.ts";
-import { isPeerGone } from "../lib/errors.ts";
+import { isPeerGone, UsageError } from "../lib/errors.ts";
 import {
   parseCount,
   parseDuration,
@@ -22,8 +24,20 @@ import { readBoundedFile } from "../lib/files.ts";
 import { type AcceptErrorReport, acceptLoop, describeAcceptError } from "../lib/net/accept.ts";
 import { closeConn, handshakeWithDeadline, lingeringTlsConnections } from "../lib/net/handshake.ts";
 import { listen } from "../lib/net/listen.ts";
+import {
+  describeProxyRejection,
+  type ProxyProtocolOptions,
+  proxyTimeoutFromFlags,
+} from "../lib/net/proxy_listener.ts";
 import { serverTlsFromFlags, type ServerTlsOptions } from "../lib/tls.ts";
 import { writeAll } from "../lib/io.ts";
+import {
+  describeWorkerDeath,
+  isWorkerThread,
+  serveAsWorker,
+  startWorkers,
+  workersFromFlags,
+} from "../lib/workers/mod.ts";
 
 /** Options for {@linkcode serveGreeting}. */
 export interface GreetingServerOptions {
@@ -37,6 +51,11 @@ export interface GreetingServerOptions {
   tls?: ServerTlsOptions;
   /** Pending connections the kernel queues before refusing more (`listen(5)`). @default {5} */
   backlog?: number;
+  /** Let other listeners (workers) bind the same port; the kernel spreads connections.
+   * @default {false} */
+  reusePort?: boolean;
+  /** Read a PROXY protocol header first: `onConnection` then gets the client's address. */
+  proxyProtocol?: ProxyProtocolOptions;
   /** What each client is sent. @default {"Thank you for connecting"} */
   message?: string | Uint8Array;
   /** Stop after greeting this many clients. @default {Infinity} */
@@ -83,7 +102,8 @@ const LINGER_MS = 2000;
  */
 export async function serveGreeting(options: GreetingServerOptions = {}): Promise<GreetingServer> {
   const { hostname = "127.0.0.1", port = 12345, path, tls, backlog = 5 } = options;
-  const listener = await listen({ hostname, port, path, tls, backlog });
+  const { reusePort, proxyProtocol } = options;
+  const listener = await listen({ hostname, port, path, tls, backlog, reusePort, proxyProtocol });
   const stop = new AbortController();
   const close = () => {
     stop.abort();
@@ -172,10 +192,21 @@ Options:
                                                                      [default: 10s]
   --tls                    serve TLS, with --cert FILE and --key FILE (PEM; needs --allow-read)
   --alpn P1,P2             ALPN protocols to offer with --tls (repeatable)
+  --proxy-protocol         read a PROXY protocol header (v1 or v2) first on every connection:
+                           its client address is the one printed (not with --tls)
+  --proxy-timeout DURATION close a connection whose PROXY header is not complete by then
+                                                                     [default: 5s]
+  --workers N              N worker threads on one port (reusePort, Linux), or auto for one
+                           per CPU; needs --allow-read of the program's files [default: 1]
   -q, --quiet              print nothing per connection
   --json                   print one JSON object per connection
   -h, --help               show this help
   --version                print the version
+
+With --proxy-protocol, a connection without a valid header (garbage, too long, cut short, or
+too slow) is closed with one line on stderr and never greeted. With --workers, --json lines say
+which worker served them, a worker that dies is reported and restarted, and --unix and --count
+are refused (a Unix socket cannot be shared by reusePort; a count is per server).
 
 Errors about one connection end that connection; running out of descriptors pauses accepting
 until some are free. SIGINT/SIGTERM stop accepting, let greetings in progress finish within
@@ -183,6 +214,55 @@ until some are free. SIGINT/SIGTERM stop accepting, let greetings in progress fi
 
 Run:    deno run --allow-net=127.0.0.1:12345 scripts/tcp_server.ts
 Try it: nc 127.0.0.1 12345`;
+
+/** What one greeting server (or each worker of one) serves: plain data, so a worker can get it. */
+export interface GreetingPlan {
+  /** Where to listen, the message and the limits: everything but the hooks. */
+  options: Omit<
+    GreetingServerOptions,
+    "signal" | "onConnection" | "onAcceptError" | "proxyProtocol"
+  >;
+  /** Read a PROXY header first, with this deadline (ms). */
+  proxyTimeout?: number;
+  /** What to print per connection. */
+  output: "text" | "json" | "quiet";
+}
+
+/** Where one greeting server prints, when it stops, and whom it tells where it listens. */
+export interface GreetingIo {
+  /** A line on stdout. */
+  printLine(line: string): void;
+  /** A line on stderr. */
+  printError(line: string): void;
+  /** Stops accepting. */
+  signal: AbortSignal;
+  /** The worker's number, with `--workers`. */
+  id?: number;
+  /** Called once the listener is bound. */
+  listening(addr: Deno.Addr): void;
+}
+
+/** Serves `plan` until `io.signal` stops it (or `count` clients were greeted). */
+export async function serveGreetingPlan(plan: GreetingPlan, io: GreetingIo): Promise<void> {
+  const { printLine, printError, id } = io;
+  const served = id === undefined ? {} : { worker: id };
+  const server = await serveGreeting({
+    ...plan.options,
+    proxyProtocol: plan.proxyTimeout === undefined ? undefined : {
+      timeout: plan.proxyTimeout,
+      onRejected: (rejection) => printError(`tcp_server: ${describeProxyRejection(rejection)}`),
+    },
+    signal: io.signal,
+    onConnection(peer, local) {
+      if (plan.output === "json") {
+        printLine(formatJsonEvent("connection", { peer, local, ...served }));
+      } else if (plan.output === "text") printLine(`Got connection from ${formatAddr(peer)}`);
+    },
+    onAcceptError: (report) => printError(`tcp_server: ${describeAcceptError(report)}`),
+  });
+  io.listening(server.addr);
+  await server.finished;
+}
 
 async function main(args: string[]): Promise<void> {
   const flags = parseFlags(args, {
@@ -198,39 +278,70 @@ async function main(args: string[]): Promise<void> {
       "timeout",
       "cert",
       "key",
+      "proxy-timeout",
+      "workers",
     ],
-    boolean: ["quiet", "json", "tls"],
+    boolean: ["quiet", "json", "tls", "proxy-protocol"],
     collect: ["alpn"],
     alias: { p: "port", q: "quiet" },
     usage: USAGE,
   });
   rejectTogether(flags, ["quiet", "json"]);
   rejectTogether(flags, ["message", "message-file"]);
-  const options: GreetingServerOptions = {
-    ...parseEndpoint(flags, 12345),
-    backlog: parseCount(flags.backlog ?? "5", "--backlog", { max: 65535 }),
-    message: flags["message-file"] === undefined ? flags.message : await readBoundedFile(
-      flags["message-file"],
-      { flag: "--message-file", maxBytes: MAX_MESSAGE_BYTES, allowStdin: true },
-    ),
-    count: flags.count === undefined ? undefined : parseCount(flags.count, "--count"),
-    maxConnections: parseCount(flags["max-connections"] ?? "1000", "--max-connections"),
-    timeout: parseDuration(flags.timeout ?? "10s", "--timeout"),
-    tls: await serverTlsFromFlags(flags),
+  const workers = workersFromFlags(flags);
+  // Before the certificate is read: --tls with --proxy-protocol is refused for what it is.
+  const proxyTimeout = proxyTimeoutFromFlags(flags);
+  refuseCountWithWorkers(flags, workers);
+  const plan: GreetingPlan = {
+    options: {
+      ...parseEndpoint(flags, 12345),
+      backlog: parseCount(flags.backlog ?? "5", "--backlog", { max: 65535 }),
+      message: flags["message-file"] === undefined ? flags.message : await readBoundedFile(
+        flags["message-file"],
+        { flag: "--message-file", maxBytes: MAX_MESSAGE_BYTES, allowStdin: true },
+      ),
+      count: flags.count === undefined ? undefined : parseCount(flags.count, "--count"),
+      maxConnections: parseCount(flags["max-connections"] ?? "1000", "--max-connections"),
+      timeout: parseDuration(flags.timeout ?? "10s", "--timeout"),
+      tls: await serverTlsFromFlags(flags),
+      reusePort: workers > 1,
+    },
+    proxyTimeout,
+    output: flags.quiet ? "quiet" : flags.json ? "json" : "text",
   };
 
   using stop = stopSignal();
-  const server = await serveGreeting({
-    ...options,
+  const listening = (addr: Deno.Addr) => printError(`Listening on ${formatAddr(addr)}`);
+  if (workers === 1) {
+    return await serveGreetingPlan(plan, { printLine, printError, signal: stop.signal, listening });
+  }
+  const pool = await startWorkers<GreetingPlan, Record<string, never>>({
+    module: import.meta.url,
+    count: workers,
+    config: plan,
+    withPort: (plan, port) => ({ ...plan, options: { ...plan.options, port } }),
     signal: stop.signal,
-    onConnection(peer, local) {
-      if (flags.json) printLine(formatJsonEvent("connection", { peer, local }));
-      else if (!flags.quiet) printLine(`Got connection from ${formatAddr(peer)}`);
-    },
-    onAcceptError: (report) => printError(`tcp_server: ${describeAcceptError(report)}`),
+    onLine: (stream, line) => stream === "stdout" ? printLine(line) : printError(line),
+    onWorkerDied: (death) => printError(`tcp_server: ${describeWorkerDeath(death)}`),
   });
-  printError(`Listening on ${formatAddr(server.addr)}`);
-  await server.finished;
+  listening(pool.addr);
+  await pool.finished;
 }
 
-if (import.meta.main) runMain("tcp_server", () => main(Deno.args));
+/** --count is per server: with workers, each would count its own clients. */
+function refuseCountWithWorkers(flags: { count?: string }, workers: number): void {
+  if (workers > 1 && flags.count !== undefined) {
+    throw new UsageError(
+      "Cannot use --workers with --count: each worker would count its own clients (use one worker)",
+    );
+  }
+}
+
+if (import.meta.main) {
+  // With --workers, each worker thread runs this file again and serves what main() sends it.
+  if (isWorkerThread()) {
+    serveAsWorker<GreetingPlan, void>((worker) => serveGreetingPlan(worker.config, worker));
+  } else {
+    runMain("tcp_server", () => main(Deno.args));
+  }
+}

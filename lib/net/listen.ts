@@ -11,6 +11,7 @@ import { withAddress } from "../errors.ts";
 import { closeQuietly } from "../io.ts";
 import { requireNet, requireUnixPath } from "../permissions.ts";
 import { explainTlsError, type ServerTlsOptions } from "../tls.ts";
+import { acceptProxyProtocol, type ProxyProtocolOptions } from "./proxy_listener.ts";
 import { claimUnixPath, releaseUnixPath } from "./unix_path.ts";
 
 /** Where and how a server listens. */
@@ -28,6 +29,9 @@ export interface ListenConfig {
   /** Let several processes bind the same port; the kernel spreads connections (Linux).
    * @default {false} */
   reusePort?: boolean;
+  /** Read a PROXY protocol header (v1 or v2) from every connection before `accept()` hands it
+   * out, its addresses replacing the balancer's (lib/net/proxy_listener.ts); not with TLS. */
+  proxyProtocol?: ProxyProtocolOptions;
 }
 
 /** A bound listener: accept connections, close it (releasing a Unix socket file). */
@@ -59,6 +63,16 @@ export interface ServerListener extends Disposable {
  * ```
  */
 export async function listen(config: ListenConfig): Promise<ServerListener> {
+  if (config.proxyProtocol === undefined) return await bind(config);
+  if (config.tls) {
+    throw new TypeError(
+      "Cannot read a PROXY header before TLS: Deno's TLS listener starts the handshake itself",
+    );
+  }
+  return acceptProxyProtocol(await bind(config), config.proxyProtocol);
+}
+
+async function bind(config: ListenConfig): Promise<ServerListener> {
   const { path, hostname = "127.0.0.1", port = 0, backlog = 511, tls, reusePort } = config;
   const target = formatTarget({ path, hostname, port });
   if (path !== undefined) {
