@@ -1,6 +1,7 @@
 import { assert, assertEquals, assertGreater, assertMatch, assertRejects } from "@std/assert";
-import { type BenchResult, runBench } from "../scripts/echo_bench.ts";
-import { LatencyHistogram } from "../scripts/bench/latency_histogram.ts";
+import { runBench } from "../lib/bench/load.ts";
+import type { BenchResult } from "../lib/bench/result.ts";
+import { LatencyHistogram } from "../lib/bench/histogram.ts";
 import { servePipeTo } from "../scripts/bench/pipe_to_server.ts";
 import { serveReadWrite } from "../scripts/bench/read_write_server.ts";
 import { isPeerGone } from "../lib/errors.ts";
@@ -292,6 +293,11 @@ Deno.test("echo_bench.ts --json in hold mode says when the connections are held"
   ], { permissions: PERMISSIONS });
   assertEquals(code, 0);
   const [holding, draining, result] = stdout.trimEnd().split("\n").map((line) => JSON.parse(line));
+  // Every --json line has the shared schema's `time` (lib/json_event.ts): compare the rest.
+  for (const event of [holding, draining, result]) {
+    assertEquals(new Date(event.time).toISOString(), event.time);
+    delete event.time;
+  }
   assertEquals(holding, { event: "holding", connections: 5 });
   assertEquals(draining, { event: "draining", connections: 5 });
   assertEquals(result.connectionsHeld, 5);
@@ -416,6 +422,12 @@ Deno.test("bench/run.ts --quick runs one server and one scenario and writes JSON
     assertEquals(report.measurements[0].server, "rw");
     assertEquals(report.measurements[0].bench.errors.total, 0);
     assertEquals(report.measurements[0].serverExitCode, 0);
+    // The new figures reach the table and the file: p99.9 and the per-connection spread.
+    assertMatch(stdout, /^ +p99\.9 ms +[\d.]+$/m);
+    assertMatch(stdout, /^ +slowest\/median +[\d.]+$/m);
+    assertMatch(stdout, /^ +Jain index +[\d.]+$/m);
+    assertGreater(report.measurements[0].bench.latencyMs.p999, 0);
+    assertEquals(report.measurements[0].bench.fairness.connections, 1);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

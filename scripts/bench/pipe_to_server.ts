@@ -10,8 +10,11 @@
  */
 import { formatAddr } from "../../lib/address.ts";
 import { printError, runMain, stopSignal } from "../../lib/cli.ts";
-import { type FixtureOptions, servePerConnection } from "./per_connection.ts";
-import { parseFixtureFlags } from "./read_write_server.ts";
+import {
+  type FixtureOptions,
+  parseFixtureFlags,
+  servePerConnection,
+} from "../../lib/bench/fixture.ts";
 
 /** Serves echo with one `pipeTo` per connection until `signal` aborts. */
 export function servePipeTo(options: FixtureOptions = {}): Promise<void> {

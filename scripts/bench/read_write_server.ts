@@ -10,8 +10,11 @@
  */
 import { formatAddr } from "../../lib/address.ts";
 import { printError, runMain, stopSignal } from "../../lib/cli.ts";
-import { type FixtureOptions, servePerConnection } from "./per_connection.ts";
-import { parseFlags, parseHost, parsePort } from "../../lib/flags.ts";
+import {
+  type FixtureOptions,
+  parseFixtureFlags,
+  servePerConnection,
+} from "../../lib/bench/fixture.ts";
 
 /** Serves echo with one read/write loop per connection until `signal` aborts. */
 export function serveReadWrite(options: FixtureOptions = {}): Promise<void> {
@@ -26,15 +29,6 @@ async function echo(conn: Deno.Conn): Promise<void> {
     let written = 0;
     while (written < n) written += await conn.write(buffer.subarray(written, n));
   }
-}
-
-/** Parses a fixture's `--host`/`--port` flags (port 0 by default). */
-export function parseFixtureFlags(args: string[]): { hostname: string; port: number } {
-  const flags = parseFlags(args, { string: ["host", "port"] });
-  return {
-    hostname: flags.host === undefined ? "127.0.0.1" : parseHost(flags.host),
-    port: flags.port === undefined ? 0 : parsePort(flags.port),
-  };
 }
 
 if (import.meta.main) {

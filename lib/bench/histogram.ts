@@ -16,24 +16,31 @@ export interface LatencySummary {
   p90: number;
   /** 99th percentile. */
   p99: number;
+  /** 99.9th percentile: one round trip in a thousand is slower. */
+  p999: number;
   /** The slowest round trip (exact). */
   max: number;
 }
+
+/** Buckets: 64 exact ones below 64 µs, then 32 per power of two up to 2^31 µs. */
+const BUCKETS = 864;
 
 /**
  * A fixed-size log-linear latency histogram over whole microseconds: exact below 64 µs, then 32
  * buckets per power of two (at most ~3 % error), up to about 35 minutes; 864 counters in all.
  *
- * @example
+ * @example Percentiles of 1 to 100 µs
  * ```ts
- * import { LatencyHistogram } from "./latency_histogram.ts";
+ * import { LatencyHistogram } from "./histogram.ts";
  * const histogram = new LatencyHistogram();
  * for (let us = 1; us <= 100; us++) histogram.record(us / 1000);
- * if (histogram.summary()?.max !== 0.1) throw new Error("max is exact");
+ * const summary = histogram.summary()!;
+ * if (summary.max !== 0.1) throw new Error("max is exact");
+ * if (summary.p999 > summary.max || summary.p999 < summary.p99) throw new Error("p99.9 out of order");
  * ```
  */
 export class LatencyHistogram {
-  #counts = new Float64Array(864);
+  #counts = new Float64Array(BUCKETS);
   #count = 0;
   #sumUs = 0;
   #maxMs = 0;
@@ -56,6 +63,7 @@ export class LatencyHistogram {
       p50: this.#percentile(0.5),
       p90: this.#percentile(0.9),
       p99: this.#percentile(0.99),
+      p999: this.#percentile(0.999),
       max: this.#maxMs,
     };
   }
@@ -63,7 +71,7 @@ export class LatencyHistogram {
   #percentile(fraction: number): number {
     const rank = Math.ceil(fraction * this.#count);
     let seen = 0;
-    for (let bucket = 0; bucket < this.#counts.length; bucket++) {
+    for (let bucket = 0; bucket < BUCKETS; bucket++) {
       seen += this.#counts[bucket];
       if (seen >= rank) return Math.min(bucketMiddleUs(bucket) / 1000, this.#maxMs);
     }
