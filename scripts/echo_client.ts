@@ -16,7 +16,14 @@ import { formatAddr, formatTarget } from "../lib/address.ts";
 import { printError, printLine, runMain } from "../lib/cli.ts";
 import { UsageError } from "../lib/errors.ts";
 import { escapeBytes } from "../lib/escape.ts";
-import { parseCount, parseDuration, parseEndpoint, parseFlags } from "../lib/flags.ts";
+import {
+  parseCount,
+  parseDuration,
+  parseEndpoint,
+  parseFlags,
+  rejectTogether,
+} from "../lib/flags.ts";
+import { hexDump } from "../lib/hexdump.ts";
 
 /** The original's three messages. */
 export const DEFAULT_MESSAGES: readonly string[] = [
@@ -39,7 +46,8 @@ export interface EchoClientOptions {
   connections?: number;
   /** Messages sent in turn on every connection. @default {DEFAULT_MESSAGES} */
   messages?: readonly string[];
-  /** How long to wait for each round of echoes, in milliseconds. @default {5000} */
+  /** How long to wait for each connect (with its TLS handshake) and each round of echoes, in
+   * milliseconds. @default {5000} */
   timeout?: number;
   /** Called before a message is sent and after its echo came back in full. */
   onEvent?: (event: { type: "sending" | "received"; socket: string; bytes: Uint8Array }) => void;
@@ -63,6 +71,8 @@ export async function runEchoClient(options: EchoClientOptions = {}): Promise<vo
   const { connections = 2, messages = DEFAULT_MESSAGES, timeout = 5000, onEvent } = options;
   const encoder = new TextEncoder();
   const sockets: { conn: Deno.Conn; name: string }[] = [];
+  const { path, hostname = "127.0.0.1", port = 10000 } = options;
+  const server = formatTarget({ path, hostname, port });
   try {
     for (let i = 0; i < connections; i++) {
       const conn = await connect(options);
@@ -78,12 +88,12 @@ export async function runEchoClient(options: EchoClientOptions = {}): Promise<vo
       }
       await withTimeout(
         Promise.all(sockets.map(async ({ conn, name }) => {
-          const echoed = await readExactly(conn, bytes.length, name);
+          const echoed = await readExactly(conn, bytes.length, `${server} closed ${name}`);
           if (!(equals(echoed, bytes) as boolean)) {
             throw new Error(
-              `Echo mismatch on ${name}: sent "${escapeBytes(bytes)}", received "${
-                escapeBytes(echoed)
-              }"`,
+              `Echo mismatch on ${name} (server ${server}): sent "${
+                escapeBytes(bytes)
+              }", received "${escapeBytes(echoed)}"`,
             );
           }
           return { name, echoed };
@@ -93,6 +103,7 @@ export async function runEchoClient(options: EchoClientOptions = {}): Promise<vo
           }
         }),
         timeout,
+        server,
         () => sockets.forEach(({ conn }) => closeQuietly(conn)),
       );
     }
@@ -102,19 +113,24 @@ export async function runEchoClient(options: EchoClientOptions = {}): Promise<vo
 }
 
 /** Reads exactly `length` bytes — never more, so each echo is checked on its own. */
-async function readExactly(conn: Deno.Conn, length: number, name: string): Promise<Uint8Array> {
+async function readExactly(conn: Deno.Conn, length: number, what: string): Promise<Uint8Array> {
   const buffer = new Uint8Array(length);
   for (let got = 0; got < length;) {
     const n = await conn.read(buffer.subarray(got));
     if (n === null) {
-      throw new Error(`Server closed ${name} after ${got} of ${length} echoed bytes`);
+      throw new Error(`Server ${what} after ${got} of ${length} echoed bytes`);
     }
     got += n;
   }
   return buffer;
 }
 
-async function withTimeout<T>(work: Promise<T>, ms: number, onTimeout: () => void): Promise<T> {
+async function withTimeout<T>(
+  work: Promise<T>,
+  ms: number,
+  server: string,
+  onTimeout: () => void,
+): Promise<T> {
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
@@ -123,7 +139,7 @@ async function withTimeout<T>(work: Promise<T>, ms: number, onTimeout: () => voi
   try {
     return await work;
   } catch (error) {
-    if (timedOut) throw new Error(`No complete echo within ${ms} ms`);
+    if (timedOut) throw new Deno.errors.TimedOut(`No complete echo from ${server} within ${ms} ms`);
     throw error;
   } finally {
     clearTimeout(timer);
@@ -135,35 +151,42 @@ function connect(options: EchoClientOptions): Promise<Deno.Conn> {
   return dial({ path, hostname, port, tls, timeout, noDelay: true });
 }
 
-const USAGE = `Usage: echo_client.ts [options]
+const USAGE = `Usage: echo_client.ts [options] [HOST [PORT]]
 
 The multi-socket echo client: sends each message in turn on every connection and checks
-that every byte comes back. Exits 0 when all echoes match, 1 otherwise.
+that every byte comes back. Exits 0 when all echoes match, 1 otherwise. HOST and PORT may be
+given as arguments, as with nc; --host and --port win over them.
 
 Options:
-  --host HOST         server host (IPv4, IPv6 or name)             [default: 127.0.0.1]
-  --port PORT         server port                                  [default: 10000]
-  --unix PATH         connect to a Unix stream socket instead of TCP
-  --connections N     connections to open                         [default: 2]
-  --message TEXT      a message to send; repeat for several
-                      [default: "This is the message. " "It will be sent " "in parts."]
-  --timeout DURATION  how long to wait for each round of echoes   [default: 5s]
-  --tls               connect with TLS; --ca FILE trusts a CA (PEM; needs --allow-read)
-  --alpn P1,P2        ALPN protocols to offer with --tls (repeatable)
-  --insecure          with --tls, skip the host name check (not the certificate chain)
-  -h, --help          show this help
+  --host HOST          server host (IPv4, IPv6 or name)             [default: 127.0.0.1]
+  --port PORT          server port                                  [default: 10000]
+  --unix PATH          connect to a Unix stream socket instead of TCP
+  --connections N      connections to open                         [default: 2]
+  --message TEXT       a message to send; repeat for several
+                       [default: "This is the message. " "It will be sent " "in parts."]
+  -w, --timeout DUR    how long to wait for each connect, TLS handshake and round of
+                       echoes (500ms, 5s; a bare number is seconds, as with nc -w) [default: 5s]
+  -x, --hex            print each echo as a hex dump too (the layout of xxd)
+  -q, --quiet          print nothing but errors: the exit code tells
+  --tls                connect with TLS; --ca FILE trusts a CA (PEM; needs --allow-read)
+  --alpn P1,P2         ALPN protocols to offer with --tls (repeatable)
+  --insecure           with --tls, skip the host name check (not the certificate chain)
+  -h, --help           show this help
+  --version            print the version
 
 Run:    deno run --allow-net=127.0.0.1:10000 scripts/echo_client.ts
-Try it: deno task echo-server   (in another terminal)`;
+Try it: deno task echo-server   (in another terminal), then deno task echo-client`;
 
 async function main(args: string[]): Promise<void> {
   const flags = parseFlags(args, {
     string: ["host", "port", "unix", "connections", "timeout", "ca"],
-    boolean: ["tls", "insecure", "help"],
+    boolean: ["tls", "insecure", "hex", "quiet"],
     collect: ["message", "alpn"],
-    alias: { h: "help" },
+    alias: { w: "timeout", x: "hex", q: "quiet" },
+    positional: ["host", "port"],
+    usage: USAGE,
   });
-  if (flags.help) return printLine(USAGE);
+  rejectTogether(flags, ["hex", "quiet"]);
   const options: EchoClientOptions = {
     ...parseEndpoint(flags, 10000),
     connections: parseCount(flags.connections ?? "2", "--connections", { max: 1000 }),
@@ -174,14 +197,14 @@ async function main(args: string[]): Promise<void> {
   if (options.messages!.some((message) => message === "")) {
     throw new UsageError('Flag "--message" needs a non-empty value');
   }
-  printError(
-    `connecting to ${
-      formatTarget({ ...options, hostname: options.hostname!, port: options.port! })
-    }`,
-  );
+  const target = formatTarget({ ...options, hostname: options.hostname!, port: options.port! });
+  if (!flags.quiet) printError(`connecting to ${target}`);
   await runEchoClient({
     ...options,
-    onEvent: ({ type, socket, bytes }) => printLine(`${socket}: ${type} "${escapeBytes(bytes)}"`),
+    onEvent: flags.quiet ? undefined : ({ type, socket, bytes }) => {
+      printLine(`${socket}: ${type} "${escapeBytes(bytes)}"`);
+      if (flags.hex && type === "received") printLine(hexDump(bytes).trimEnd());
+    },
   });
 }
 

@@ -1,20 +1,35 @@
 /**
- * TCP client — the tutorial's `client.py`: connect, read what the server sends until it
- * closes, print it, close. Where the original's single `recv(1024)` may return part of the
- * data, this reads to the end (up to `--max-bytes`).
+ * TCP client — the tutorial's `client.py`, grown into what `nc` is used for: connect, print
+ * what the server sends until it closes (escaped for the terminal, raw, or as a hex dump), send
+ * standard input at the same time when it is not a terminal (`echo hi | tcp_client.ts`, then a
+ * half-close at its end, like `nc -N`), or probe a range of ports (`-z`, nc's zero-I/O mode).
  *
  * Run:    deno run --allow-net=127.0.0.1:12345 scripts/tcp_client.ts
  * Try it: deno task tcp-server, then this; or against `nc -l 127.0.0.1 12345`
  *
  * @module
  */
-import { printError, printLine, runMain } from "../lib/cli.ts";
+import { formatAddr, formatHostPort, formatTarget } from "../lib/address.ts";
+import { printError, printLine, runMain, writeData } from "../lib/cli.ts";
+import { isPeerGone, UsageError, withAddress } from "../lib/errors.ts";
 import { escapeBytes } from "../lib/escape.ts";
-import { clientTlsFromFlags, type ClientTlsOptions } from "../lib/tls.ts";
+import { HexDumper } from "../lib/hexdump.ts";
+import { closeQuietly, writeAll } from "../lib/io.ts";
 import { connect as dial } from "../lib/net/connect.ts";
-import { parseDuration, parseEndpoint, parseFlags, parseSize } from "../lib/flags.ts";
+import { requireNet } from "../lib/permissions.ts";
+import { clientTlsFromFlags, type ClientTlsOptions } from "../lib/tls.ts";
+import {
+  parseCount,
+  parseDuration,
+  parseEndpoint,
+  parseFlags,
+  parseHost,
+  parsePort,
+  parseSize,
+  rejectTogether,
+} from "../lib/flags.ts";
 
-/** Options for {@linkcode fetchGreeting}. */
+/** Options for {@linkcode talk} and {@linkcode fetchGreeting}. */
 export interface ClientOptions {
   /** Server host. @default {"127.0.0.1"} */
   hostname?: string;
@@ -24,12 +39,30 @@ export interface ClientOptions {
   path?: string;
   /** TLS trust and ALPN; when given, the connection is TLS. */
   tls?: ClientTlsOptions;
-  /** Bytes to send (then shut down the sending side, like `nc -N`) before reading. */
-  send?: Uint8Array;
+  /** What to send while receiving; its end shuts down the sending side, like `nc -N`. */
+  send?: Uint8Array | ReadableStream<Uint8Array>;
   /** Stop reading after this many bytes. @default {1048576} */
   maxBytes?: number;
-  /** Give up when connecting, or waiting for the next bytes, takes longer (ms). */
+  /** Give up when connecting, the TLS handshake, or a pause in both directions takes longer (ms). */
   timeout?: number;
+}
+
+/** Options for {@linkcode talk}: where received bytes go, as they arrive. */
+export interface TalkOptions extends ClientOptions {
+  /** Called with each chunk received (a view of a reused buffer: copy what you keep). */
+  onData?: (bytes: Uint8Array) => void | Promise<void>;
+  /** Called once connected (and, with TLS, after the handshake). */
+  onConnect?: (conn: Deno.Conn) => void;
+}
+
+/** What one conversation did. */
+export interface TalkResult {
+  /** Bytes received (at most `maxBytes`). */
+  received: number;
+  /** Bytes sent. */
+  sent: number;
+  /** Whether reading stopped at `maxBytes` before the server closed. */
+  truncated: boolean;
 }
 
 /** What the server sent. */
@@ -40,36 +73,136 @@ export interface ClientResult {
   truncated: boolean;
 }
 
+const READ_SIZE = 64 * 1024;
+
 /**
- * Connects, optionally sends, and reads until the server closes the connection.
- * Throws `Deno.errors.TimedOut` when `timeout` passes with nothing new.
+ * Connects, sends `send` (if any) while receiving, and reads until the server closes. Received
+ * bytes go to `onData` as they come, so a reply of any size takes one buffer of memory; once the
+ * server has closed, whatever `send` still had is not sent (as `nc` stops). Throws
+ * `Deno.errors.TimedOut` naming the address when `timeout` passes with nothing new either way;
+ * what arrived before has been handed to `onData`.
+ *
+ * @example Talking to an echo server
+ * ```ts
+ * import { talk } from "./tcp_client.ts";
+ * import { serveEcho } from "../lib/mux/mod.ts";
+ * const server = await serveEcho({ port: 0 });
+ * const chunks: string[] = [];
+ * const result = await talk({
+ *   port: (server.addr as Deno.NetAddr).port,
+ *   send: new TextEncoder().encode("hello"),
+ *   onData: (bytes) => void chunks.push(new TextDecoder().decode(bytes)),
+ * });
+ * server.close();
+ * await server.finished;
+ * if (chunks.join("") !== "hello" || result.sent !== 5) throw new Error(chunks.join(""));
+ * ```
  */
-export async function fetchGreeting(options: ClientOptions = {}): Promise<ClientResult> {
-  const { timeout, maxBytes = 1024 * 1024 } = options;
-  using conn = await connect(options);
+export async function talk(options: TalkOptions = {}): Promise<TalkResult> {
+  const { path, hostname = "127.0.0.1", port = 12345, tls, timeout } = options;
+  const { maxBytes = 1024 * 1024, send, onData } = options;
+  const target = formatTarget({ path, hostname, port });
+  using conn = await dial({ path, hostname, port, tls, timeout });
+  options.onConnect?.(conn);
   const idle = new IdleTimer(conn, timeout);
+  const result: TalkResult = { received: 0, sent: 0, truncated: false };
+  const sender = send === undefined ? undefined : new Sender(conn, send, (n) => {
+    result.sent += n;
+    idle.touch();
+  });
   try {
-    if (options.send) {
-      for (let sent = 0; sent < options.send.length;) {
-        sent += await conn.write(options.send.subarray(sent));
+    const buffer = new Uint8Array(Math.min(READ_SIZE, maxBytes + 1));
+    while (true) {
+      const n = await conn.read(buffer);
+      if (n === null) break;
+      idle.touch();
+      const room = maxBytes - result.received;
+      result.received += Math.min(n, room);
+      if (room > 0) await onData?.(buffer.subarray(0, Math.min(n, room)));
+      if (n > room) {
+        result.truncated = true;
+        break;
       }
-      await conn.closeWrite();
     }
-    return await readToEnd(conn, maxBytes, () => idle.touch());
+    // The server has closed: what is left to send goes nowhere, as with nc.
+    await sender?.stop();
+    return result;
   } catch (error) {
-    if (idle.fired) throw new Deno.errors.TimedOut(`No data for ${timeout} ms`);
-    throw error;
+    if (idle.fired) throw new Deno.errors.TimedOut(`${target}: No data for ${timeout} ms`);
+    throw withAddress(error, target);
   } finally {
     idle.clear();
+    await sender?.stop();
   }
 }
 
-function connect(options: ClientOptions): Promise<Deno.Conn> {
-  const { path, hostname = "127.0.0.1", port = 12345, tls, timeout } = options;
-  return dial({ path, hostname, port, tls, timeout });
+/**
+ * Connects, optionally sends, and collects what the server sends until it closes (at most
+ * `maxBytes`, 1 MiB by default).
+ */
+export async function fetchGreeting(options: ClientOptions = {}): Promise<ClientResult> {
+  const chunks: Uint8Array[] = [];
+  const { received, truncated } = await talk({
+    ...options,
+    onData: (bytes) => void chunks.push(bytes.slice()),
+  });
+  const data = new Uint8Array(received);
+  let at = 0;
+  for (const chunk of chunks) {
+    data.set(chunk, at);
+    at += chunk.length;
+  }
+  return { data, truncated };
 }
 
-/** Closes the connection when nothing has happened on it for `timeout` ms. */
+/** Sends a buffer or a stream on `conn`, then shuts down the sending side. */
+class Sender {
+  #reader?: ReadableStreamDefaultReader<Uint8Array>;
+  #done: Promise<void>;
+  #stopped = false;
+
+  constructor(
+    conn: Deno.Conn,
+    source: Uint8Array | ReadableStream<Uint8Array>,
+    sent: (n: number) => void,
+  ) {
+    this.#done = this.#run(conn, source, sent).catch((error) => {
+      // The server went away or we stopped: the reading side reports what matters.
+      if (!this.#stopped && !isPeerGone(error)) throw error;
+    });
+  }
+
+  async #run(
+    conn: Deno.Conn,
+    source: Uint8Array | ReadableStream<Uint8Array>,
+    sent: (n: number) => void,
+  ): Promise<void> {
+    if (source instanceof Uint8Array) {
+      await writeAll(conn, source);
+      sent(source.length);
+    } else {
+      this.#reader = source.getReader();
+      while (true) {
+        const { done, value } = await this.#reader.read();
+        if (done || this.#stopped) break;
+        await writeAll(conn, value);
+        sent(value.length);
+      }
+    }
+    if (!this.#stopped) await conn.closeWrite();
+  }
+
+  /** Stops reading the source (a pending stdin read is cancelled) and waits for the sender. */
+  async stop(): Promise<void> {
+    if (!this.#stopped) {
+      this.#stopped = true;
+      await this.#reader?.cancel().catch(() => {});
+    }
+    await this.#done;
+  }
+}
+
+/** Closes the connection when nothing has happened on it, either way, for `timeout` ms. */
 class IdleTimer {
   fired = false;
   #timer?: ReturnType<typeof setTimeout>;
@@ -83,11 +216,11 @@ class IdleTimer {
   }
 
   touch(): void {
-    if (this.#timeout === undefined) return;
+    if (this.#timeout === undefined || this.fired) return;
     clearTimeout(this.#timer);
     this.#timer = setTimeout(() => {
       this.fired = true;
-      this.#conn.close();
+      closeQuietly(this.#conn);
     }, this.#timeout);
   }
 
@@ -96,71 +229,313 @@ class IdleTimer {
   }
 }
 
-async function readToEnd(
-  conn: Deno.Conn,
-  maxBytes: number,
-  onData: () => void,
-): Promise<ClientResult> {
-  // Start small and double: most replies are short, and --max-bytes may be large.
-  let data = new Uint8Array(Math.min(maxBytes + 1, 64 * 1024));
-  let length = 0;
-  // Read one byte past the limit to tell "exactly maxBytes" from "more than maxBytes".
-  while (length <= maxBytes) {
-    if (length === data.length) {
-      const grown = new Uint8Array(Math.min(data.length * 2, maxBytes + 1));
-      grown.set(data);
-      data = grown;
-    }
-    const n = await conn.read(data.subarray(length));
-    if (n === null) break;
-    length += n;
-    onData();
+/**
+ * Escapes a stream of bytes chunk by chunk, so memory stays one chunk whatever arrives: a UTF-8
+ * character cut between two chunks is held back until its end arrives, and comes out whole.
+ */
+export class StreamEscaper {
+  #held = new Uint8Array(0);
+
+  /** Returns the escaped text of `chunk` (and of what was held back before it). */
+  push(chunk: Uint8Array, keepLineBreaks = true): string {
+    const bytes = this.#held.length === 0 ? chunk : concat(this.#held, chunk);
+    const end = completeUtf8Length(bytes);
+    this.#held = bytes.slice(end);
+    return escapeBytes(bytes.subarray(0, end), { keepLineBreaks });
   }
-  const truncated = length > maxBytes;
-  return { data: data.subarray(0, Math.min(length, maxBytes)), truncated };
+
+  /** Returns what was held back, escaped (an incomplete character at the end of the stream). */
+  flush(): string {
+    const text = escapeBytes(this.#held);
+    this.#held = new Uint8Array(0);
+    return text;
+  }
 }
 
-const USAGE = `Usage: tcp_client.ts [options]
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const joined = new Uint8Array(a.length + b.length);
+  joined.set(a);
+  joined.set(b, a.length);
+  return joined;
+}
 
-The tutorial's TCP client: connects, prints everything the server sends until it closes.
+/** The length of `bytes` without a UTF-8 sequence that starts but does not end in it. */
+function completeUtf8Length(bytes: Uint8Array): number {
+  for (let back = 1; back <= Math.min(3, bytes.length); back++) {
+    const byte = bytes[bytes.length - back];
+    if ((byte & 0xc0) === 0x80) continue; // a continuation byte: look further back
+    const needed = byte < 0xc2 ? 1 : byte <= 0xdf ? 2 : byte <= 0xef ? 3 : byte <= 0xf4 ? 4 : 1;
+    return needed > back ? bytes.length - back : bytes.length;
+  }
+  return bytes.length;
+}
+
+/** What a probe found on one port. */
+export interface ProbeResult {
+  /** The port probed. */
+  port: number;
+  /** `open`: it accepted; `closed`: refused; `filtered`: no answer within the timeout. */
+  state: "open" | "closed" | "filtered";
+}
+
+/** Options for {@linkcode probePorts}. */
+export interface ProbeOptions {
+  /** Host to probe. @default {"127.0.0.1"} */
+  hostname?: string;
+  /** The ports to probe, in the order results are reported. */
+  ports: readonly number[];
+  /** How long to wait for each port's answer (ms). @default {2000} */
+  timeout?: number;
+  /** How many ports are probed at once. @default {16} */
+  parallel?: number;
+  /** Called with each result, in the order of `ports`. */
+  onResult?: (result: ProbeResult) => void;
+}
+
+/**
+ * Probes TCP ports as `nc -z` does: connects and closes at once, sending nothing. Any other
+ * failure than a refusal or a timeout (no permission, a name that does not resolve) throws.
+ *
+ * @example One open and one closed port
+ * ```ts
+ * import { probePorts } from "./tcp_client.ts";
+ * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const closed = (() => {
+ *   using other = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ *   return other.addr.port;
+ * })();
+ * const results = await probePorts({ ports: [listener.addr.port, closed], timeout: 1000 });
+ * if (results.map((r) => r.state).join() !== "open,closed") throw new Error("unexpected");
+ * ```
+ */
+export async function probePorts(options: ProbeOptions): Promise<ProbeResult[]> {
+  const { hostname = "127.0.0.1", ports, timeout = 2000, parallel = 16, onResult } = options;
+  const results: ProbeResult[] = new Array(ports.length);
+  let next = 0;
+  let reported = 0;
+  const worker = async () => {
+    while (next < ports.length) {
+      const index = next++;
+      results[index] = { port: ports[index], state: await probe(hostname, ports[index], timeout) };
+      // Report in port order; `reported++` stays out of `onResult?.()`, which may skip it.
+      for (; reported < ports.length && results[reported] !== undefined; reported++) {
+        onResult?.(results[reported]);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(parallel, ports.length) }, worker));
+  return results;
+}
+
+async function probe(hostname: string, port: number, timeout: number) {
+  try {
+    closeQuietly(await dial({ hostname, port, timeout }));
+    return "open" as const;
+  } catch (error) {
+    if (error instanceof Deno.errors.ConnectionRefused) return "closed" as const;
+    if (error instanceof Deno.errors.TimedOut) return "filtered" as const;
+    throw error;
+  }
+}
+
+/**
+ * Parses nc's port list for `-z`: `PORT`, `PORT-PORT`, or several separated by commas.
+ *
+ * @example
+ * ```ts
+ * import { parsePortRange } from "./tcp_client.ts";
+ * if (parsePortRange("22,80-82").join() !== "22,80,81,82") throw new Error("bad range");
+ * ```
+ */
+export function parsePortRange(text: string, flag = "PORT"): number[] {
+  const ports = new Set<number>();
+  for (const part of text.split(",")) {
+    const [first, last = first, extra] = part.split("-");
+    const [low, high] = [parsePort(first, flag), parsePort(last, flag)];
+    if (extra !== undefined || low === 0 || low > high) {
+      throw new UsageError(
+        `Cannot parse ${flag} "${text}": must be ports from 1 to 65535, as 80, 8000-8010 or 22,80`,
+      );
+    }
+    for (let port = low; port <= high; port++) ports.add(port);
+  }
+  return [...ports];
+}
+
+const USAGE = `Usage: tcp_client.ts [options] [HOST [PORT]]
+       tcp_client.ts -z [options] HOST PORT[-PORT][,...]
+
+The tutorial's TCP client, with netcat's habits: connects, prints everything the server sends
+until it closes, and sends its standard input at the same time when that is not a terminal
+(echo hi | tcp_client.ts HOST PORT), then shuts down its sending side (like nc -N).
+HOST and PORT may be given as arguments, as with nc; --host and --port win over them.
 
 Options:
-  --host HOST        server host (IPv4, IPv6 or name)       [default: 127.0.0.1]
-  --port PORT        server port                            [default: 12345]
-  --unix PATH        connect to a Unix stream socket instead of TCP
-  --send TEXT        send TEXT first, then shut down the sending side (like nc -N)
-  --max-bytes SIZE   stop reading after SIZE bytes (k, M units) [default: 1M]
-  --timeout DUR      give up connecting or waiting for data after DUR (500ms, 5s)
-  --raw              write the bytes as received, without escaping control characters
-  --tls              connect with TLS; --ca FILE trusts a CA (PEM; needs --allow-read)
-  --alpn P1,P2       ALPN protocols to offer with --tls (repeatable)
-  --insecure         with --tls, skip the host name check (not the certificate chain)
-  -h, --help         show this help
+  --host HOST          server host (IPv4, IPv6 or name)        [default: 127.0.0.1]
+  --port PORT          server port                             [default: 12345]
+  --unix PATH          connect to a Unix stream socket instead of TCP
+  --send TEXT          send TEXT instead of standard input, then shut down the sending side
+  --max-bytes SIZE     stop reading after SIZE bytes (k, M, G units) [default: 1M]
+  -w, --timeout DUR    give up when connecting, or when nothing moves either way, takes DUR
+                       (500ms, 5s; a bare number is seconds, as with nc -w); what arrived
+                       before is printed
+  --raw                write the bytes as received, without escaping control characters
+  -x, --hex            print what arrives as a hex dump (the layout of xxd, offsets running on)
+  -v, --verbose        say on stderr when connected (addresses, TLS ALPN) and what moved at the end
+  -z, --probe          nc's zero-I/O mode: report each PORT as open, closed (refused) or
+                       filtered (no answer within --timeout); exit 0 when any is open
+  --parallel N         with -z, ports probed at once                [default: 16]
+  --tls                connect with TLS; --ca FILE trusts a CA (PEM; needs --allow-read)
+  --alpn P1,P2         ALPN protocols to offer with --tls (repeatable)
+  --insecure           with --tls, skip the host name check (not the certificate chain)
+  -s ADDR, -p PORT     nc's source address and port: not available, Deno cannot bind a
+                       connecting socket (give the server's port as PORT or --port)
+  -h, --help           show this help
+  --version            print the version
 
 Run:    deno run --allow-net=127.0.0.1:12345 scripts/tcp_client.ts
-Try it: deno task tcp-server, then this`;
+Probe:  deno run --allow-net=127.0.0.1 scripts/tcp_client.ts -z 127.0.0.1 8000-8100
+Try it: deno task tcp-server, then this; or echo hi | deno task tcp-client 127.0.0.1 10000`;
 
-async function main(args: string[]): Promise<void> {
+async function main(args: string[]): Promise<number | void> {
   const flags = parseFlags(args, {
-    string: ["host", "port", "unix", "send", "max-bytes", "timeout", "ca"],
-    boolean: ["raw", "tls", "insecure", "help"],
+    string: [
+      "host",
+      "port",
+      "unix",
+      "send",
+      "max-bytes",
+      "timeout",
+      "ca",
+      "parallel",
+      "source",
+      "source-port",
+    ],
+    boolean: ["raw", "tls", "insecure", "hex", "verbose", "probe"],
     collect: ["alpn"],
-    alias: { h: "help" },
+    alias: { w: "timeout", x: "hex", v: "verbose", z: "probe", s: "source", p: "source-port" },
+    positional: ["host", "port"],
+    usage: USAGE,
   });
-  if (flags.help) return printLine(USAGE);
+  if (flags.source !== undefined || flags["source-port"] !== undefined) {
+    throw new UsageError(
+      `"-s"/"-p" are nc's source address and port, which Deno cannot choose for a TCP client; give the server's port as the second argument (tcp_client.ts HOST PORT) or with --port`,
+    );
+  }
+  rejectTogether(flags, ["raw", "hex"]);
+  const timeout = flags.timeout === undefined
+    ? undefined
+    : parseDuration(flags.timeout, "--timeout");
+  if (flags.probe) return await probeMain(flags, timeout);
+  if (flags.parallel !== undefined) throw new UsageError(`Flag "--parallel" needs "-z"`);
   const maxBytes = parseSize(flags["max-bytes"] ?? "1M", "--max-bytes", { max: 1024 ** 3 });
-  const result = await fetchGreeting({
-    ...parseEndpoint(flags, 12345),
-    send: flags.send === undefined ? undefined : new TextEncoder().encode(flags.send),
+  const endpoint = parseEndpoint(flags, 12345);
+  const output = new Output(flags.raw ? "raw" : flags.hex ? "hex" : "text");
+  const result = await talk({
+    ...endpoint,
+    send: flags.send !== undefined
+      ? new TextEncoder().encode(flags.send)
+      : Deno.stdin.isTerminal()
+      ? undefined
+      : Deno.stdin.readable,
     maxBytes,
-    timeout: flags.timeout === undefined ? undefined : parseDuration(flags.timeout, "--timeout"),
+    timeout,
     tls: await clientTlsFromFlags(flags),
-  });
-  if (flags.raw) await Deno.stdout.write(result.data);
-  else printLine(escapeBytes(result.data, { keepLineBreaks: true }));
+    onData: (bytes) => output.write(bytes),
+    onConnect: (conn) => {
+      if (flags.verbose) reportConnect(conn, endpoint.path !== undefined).catch(() => {});
+    },
+  }).finally(() => output.end());
   if (result.truncated) {
     printError(`tcp_client: stopped reading after ${maxBytes} bytes (--max-bytes)`);
   }
+  if (flags.verbose) {
+    printError(`Closed: ${result.received} bytes received, ${result.sent} bytes sent`);
+  }
+}
+
+async function reportConnect(conn: Deno.Conn, unix: boolean): Promise<void> {
+  const from = unix ? "" : ` from ${formatAddr(conn.localAddr)}`;
+  let alpn = "";
+  if ("handshake" in conn) {
+    const { alpnProtocol } = await (conn as unknown as Deno.TlsConn).handshake();
+    alpn = `, TLS${alpnProtocol ? ` (ALPN ${alpnProtocol})` : ""}`;
+  }
+  printError(`Connected to ${formatAddr(conn.remoteAddr)}${from}${alpn}`);
+}
+
+/** Received bytes to stdout, never dropped: escaped text, raw bytes, or a hex dump. */
+class Output {
+  #escaper = new StreamEscaper();
+  #dumper = new HexDumper();
+  #lastByte = 0x0a;
+  #pause?: ReturnType<typeof setTimeout>;
+  #pending: Promise<void> = Promise.resolve();
+
+  constructor(readonly mode: "text" | "raw" | "hex") {}
+
+  async write(bytes: Uint8Array): Promise<void> {
+    if (this.mode === "raw") return await writeData(bytes);
+    if (this.mode === "text") {
+      this.#lastByte = bytes[bytes.length - 1];
+      return await this.#text(this.#escaper.push(bytes));
+    }
+    clearTimeout(this.#pause);
+    await this.#text(this.#dumper.push(bytes));
+    // A peer that pauses mid-line still gets its bytes shown (the next line goes on from there).
+    this.#pause = setTimeout(() => this.#pending = this.#text(this.#dumper.flush()), 200);
+  }
+
+  async end(): Promise<void> {
+    clearTimeout(this.#pause);
+    await this.#pending;
+    if (this.mode === "hex") await this.#text(this.#dumper.flush());
+    if (this.mode !== "text") return;
+    const rest = this.#escaper.flush();
+    await this.#text(rest);
+    // Leave the terminal's prompt on a line of its own, as the tutorial's print() does.
+    if (rest !== "" || this.#lastByte !== 0x0a) await this.#text("\n");
+  }
+
+  async #text(text: string): Promise<void> {
+    if (text !== "") await writeData(new TextEncoder().encode(text));
+  }
+}
+
+async function probeMain(
+  flags: Record<string, unknown> & { host?: string; port?: string; parallel?: string },
+  timeout = 2000,
+): Promise<number> {
+  for (const name of ["unix", "tls", "send", "hex", "raw", "max-bytes"] as const) {
+    rejectTogether(flags, ["probe", name]);
+  }
+  if (flags.host === undefined || flags.port === undefined) {
+    throw new UsageError(
+      `Flag "-z" needs HOST and PORT[-PORT] (tcp_client.ts -z 127.0.0.1 8000-8100)`,
+    );
+  }
+  const hostname = parseHost(flags.host);
+  const ports = parsePortRange(flags.port);
+  const parallel = parseCount(flags.parallel ?? "16", "--parallel", { max: 1024 });
+  // One flag for the whole range, rather than the first port's.
+  requireNet(hostname, ports.length === 1 ? ports[0] : 0, `probe ${hostname}`);
+  let open = 0;
+  await probePorts({
+    hostname,
+    ports,
+    timeout,
+    parallel,
+    onResult: ({ port, state }) => {
+      if (state === "open") open++;
+      const why = state === "closed"
+        ? " (refused)"
+        : state === "filtered"
+        ? ` (no answer within ${timeout} ms)`
+        : "";
+      printLine(`${formatHostPort(hostname, port)} ${state}${why}`);
+    },
+  });
+  return open > 0 ? 0 : 1;
 }
 
 if (import.meta.main) runMain("tcp_client", () => main(Deno.args));
