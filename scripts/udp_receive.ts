@@ -94,7 +94,9 @@ export function summaryLine(summary: ReceiveSummary, outputDropped: number, echo
     parts.push(`${summary.undecodable} from ${from} Deno cannot decode (not printed)`);
   }
   if (summary.truncated > 0) {
-    parts.push(`${summary.truncated} cut at ${UNIX_DATAGRAM_RECEIVE_MAX} bytes by the kernel`);
+    parts.push(
+      `${summary.truncated} cut by the kernel (longer than ${UNIX_DATAGRAM_RECEIVE_MAX} bytes)`,
+    );
   }
   if (echo) {
     parts.push(`${plural(summary.echoed, "reply", "replies")} sent, ${summary.echoFailed} not`);

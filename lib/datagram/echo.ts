@@ -7,8 +7,11 @@
  * UDP replies go from the receiving socket itself, in the background (a UDP send does not wait
  * on the peer). Unix replies cannot: Deno refuses to send on a Unix datagram socket while a
  * receive is pending on it (`Busy`), and a send to a peer whose queue is full waits until that
- * peer reads, possibly for ever. So they go one at a time from a separate unnamed socket, and a
- * send that waits longer than {@linkcode UNIX_REPLY_WAIT_MS} is abandoned by closing that socket.
+ * peer reads, possibly for ever. So they go from separate unnamed sockets, one per peer and in
+ * order; once a send has waited {@linkcode UNIX_REPLY_WAIT_MS}, it and that peer's later
+ * replies count as failed until the peer reads or goes away. (Deno cannot cancel that send, and
+ * in Deno 2.9 it keeps a core half busy meanwhile. A Unix client that `connect()`ed to the
+ * server accepts datagrams only from the server's own socket, so it gets no reply.)
  * @module
  */
 import { formatHostPort } from "../address.ts";
@@ -17,9 +20,9 @@ import { closeQuietly } from "../io.ts";
 import { netFlag } from "../permissions.ts";
 import { type BoundDatagram, openUnnamedUnix } from "./socket.ts";
 
-/** Replies waiting to be sent, in all. */
+/** Replies waiting to be sent, in all (over Unix, also the most peers waited on at once). */
 export const MAX_REPLIES_WAITING = 256;
-/** UDP replies waiting to be sent to one peer. */
+/** Replies waiting to be sent to one peer. */
 export const MAX_REPLIES_PER_PEER = 16;
 /** Bytes of replies waiting to be sent, in all. */
 export const MAX_REPLY_BYTES_WAITING = 4 * 1024 * 1024;
@@ -38,6 +41,29 @@ interface Reply {
   data: Uint8Array;
   peer: Deno.Addr;
   key: string;
+}
+
+/** The replies to one Unix peer, in order; `stuck` once a send to it waited too long. */
+interface Lane {
+  queue: Reply[];
+  stuck: boolean;
+}
+
+/** Whether `promise` settled within `ms`, and how. */
+async function settleWithin(
+  promise: Promise<unknown>,
+  ms: number,
+): Promise<"done" | "failed" | "timeout"> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<"timeout">((resolve) => timer = setTimeout(resolve, ms, "timeout"));
+  try {
+    return await Promise.race([
+      promise.then(() => "done" as const, () => "failed" as const),
+      timeout,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**
@@ -63,12 +89,12 @@ export class EchoReplies {
   #onNotice: ((text: string) => void) | undefined;
   #pending = new Set<Promise<void>>();
   #perPeer = new Map<string, number>();
+  #waiting = 0;
   #bytes = 0;
   #noticed = false;
-  // Unix only: the replies in order, and the socket they go from.
-  #queue: Reply[] = [];
-  #unixSender: Deno.DatagramConn | undefined;
-  #unixRunning = false;
+  // Unix only: per peer, the replies in order and the socket they go from, so that a peer that
+  // does not read holds up only its own replies.
+  #lanes = new Map<string, Lane>();
   #closing = false;
 
   /**
@@ -87,10 +113,9 @@ export class EchoReplies {
     const waiting = key === undefined ? 0 : this.#perPeer.get(key) ?? 0;
     if (
       // An unnamed Unix socket cannot be answered; the socket's own address would loop.
-      key === undefined || key === peerKey(this.#socket.addr) ||
-      this.#pending.size + this.#queue.length >= MAX_REPLIES_WAITING ||
-      waiting >= MAX_REPLIES_PER_PEER || this.#bytes + data.length > MAX_REPLY_BYTES_WAITING ||
-      !this.#mayReach(key, peer)
+      key === undefined || key === peerKey(this.#socket.addr) || this.#closing ||
+      this.#waiting >= MAX_REPLIES_WAITING || waiting >= MAX_REPLIES_PER_PEER ||
+      this.#bytes + data.length > MAX_REPLY_BYTES_WAITING || !this.#mayReach(key, peer)
     ) {
       this.#counts.echoFailed++;
       return;
@@ -98,18 +123,19 @@ export class EchoReplies {
     // A copy: the receiving loop reuses its buffer before this reply may have been sent.
     const reply = { data: data.slice(), peer, key };
     this.#perPeer.set(key, waiting + 1);
+    this.#waiting++;
     this.#bytes += reply.data.length;
-    if ("path" in peer) {
-      this.#queue.push(reply);
-      if (!this.#unixRunning) this.#track(this.#sendUnix());
-    } else {
-      this.#track(
-        this.#socket.conn.send(reply.data, peer).then(
-          () => this.#done(reply, true),
-          () => this.#done(reply, false),
-        ),
-      );
+    if (!("path" in peer)) {
+      const sent = this.#socket.conn.send(reply.data, peer);
+      this.#track(sent.then(() => this.#done(reply, true), () => this.#done(reply, false)));
+      return;
     }
+    const lane = this.#lanes.get(key);
+    if (lane?.stuck) return this.#done(reply, false);
+    if (lane) return void lane.queue.push(reply);
+    const fresh = { queue: [reply], stuck: false };
+    this.#lanes.set(key, fresh);
+    this.#track(this.#sendLane(key, fresh));
   }
 
   /**
@@ -118,18 +144,21 @@ export class EchoReplies {
    * socket first.
    */
   async settled(): Promise<void> {
-    const giveUp = setTimeout(() => this.#close(), UNIX_REPLY_WAIT_MS);
+    let giveUp: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<void>((resolve) => {
+      giveUp = setTimeout(() => {
+        this.#closing = true;
+        resolve();
+      }, UNIX_REPLY_WAIT_MS);
+    });
     try {
-      while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
+      while (this.#pending.size > 0 && !this.#closing) {
+        await Promise.race([Promise.allSettled([...this.#pending]), late]);
+      }
     } finally {
       clearTimeout(giveUp);
-      this.#close();
+      this.#closing = true;
     }
-  }
-
-  #close(): void {
-    this.#closing = true;
-    if (this.#unixSender) closeQuietly(this.#unixSender);
   }
 
   #track(sending: Promise<void>): void {
@@ -137,36 +166,36 @@ export class EchoReplies {
     sending.finally(() => this.#pending.delete(sending));
   }
 
-  async #sendUnix(): Promise<void> {
-    this.#unixRunning = true;
-    while (this.#queue.length > 0) {
-      const reply = this.#queue[0];
-      if (this.#closing) {
-        this.#done(this.#queue.shift()!, false);
-        continue;
+  async #sendLane(key: string, lane: Lane): Promise<void> {
+    const sender = openUnnamedUnix();
+    try {
+      for (let reply = lane.queue.shift(); reply; reply = lane.queue.shift()) {
+        if (this.#closing) {
+          this.#done(reply, false);
+          continue;
+        }
+        const sending = sender.send(reply.data, reply.peer);
+        const outcome = await settleWithin(sending, UNIX_REPLY_WAIT_MS);
+        if (outcome !== "timeout") {
+          this.#done(reply, outcome === "done");
+          continue;
+        }
+        // The peer does not read. Deno cannot cancel the send (closing its socket does not), so
+        // this peer's replies fail at once until it reads or goes away and the send ends.
+        lane.stuck = true;
+        for (const failed of [reply, ...lane.queue.splice(0)]) this.#done(failed, false);
+        await sending.catch(() => {});
       }
-      const sender = this.#unixSender ??= openUnnamedUnix();
-      // A peer that does not read would hold this socket, and every reply after, for ever.
-      const abandon = setTimeout(() => {
-        this.#unixSender = undefined;
-        closeQuietly(sender);
-      }, UNIX_REPLY_WAIT_MS);
-      try {
-        await sender.send(reply.data, reply.peer);
-        this.#done(reply, true);
-      } catch {
-        this.#done(reply, false);
-      } finally {
-        clearTimeout(abandon);
-        this.#queue.shift();
-      }
+    } finally {
+      closeQuietly(sender);
+      this.#lanes.delete(key);
     }
-    this.#unixRunning = false;
   }
 
   #done(reply: Reply, sent: boolean): void {
     if (sent) this.#counts.echoed++;
     else this.#counts.echoFailed++;
+    this.#waiting--;
     this.#bytes -= reply.data.length;
     const left = (this.#perPeer.get(reply.key) ?? 1) - 1;
     if (left === 0) this.#perPeer.delete(reply.key);

@@ -86,7 +86,9 @@ export async function sendDatagrams(
   let replies: Promise<void> | undefined;
   const sendOne = async () => {
     timer.restart();
-    result.bytes += await socket.conn.send(message, target);
+    // Closing the socket does not end a send that waits (a Unix receiver whose queue stays
+    // full): the timer's expiry does.
+    result.bytes += await Promise.race([socket.conn.send(message, target), timer.expiry]);
     result.sent++;
     options.onSent?.(message.length);
   };
@@ -192,16 +194,23 @@ async function collectReplies(
   }
 }
 
-/** Calls `onExpire` once nothing has restarted it for `ms`. */
+/** Calls `onExpire` once nothing has restarted it for `ms`; `expiry` then rejects. */
 class IdleTimer {
   expired = false;
+  /** Rejects with `Deno.errors.TimedOut` when the timer expires; never resolves. */
+  readonly expiry: Promise<never>;
   #ms: number;
   #onExpire: () => void;
+  #reject: (error: Error) => void;
   #timer?: ReturnType<typeof setTimeout>;
 
   constructor(ms: number, onExpire: () => void) {
     this.#ms = ms;
     this.#onExpire = onExpire;
+    const { promise, reject } = Promise.withResolvers<never>();
+    promise.catch(() => {});
+    this.expiry = promise;
+    this.#reject = reject;
   }
 
   restart(): void {
@@ -210,6 +219,7 @@ class IdleTimer {
     this.#timer = setTimeout(() => {
       this.expired = true;
       this.#onExpire();
+      this.#reject(new Deno.errors.TimedOut("timed out"));
     }, this.#ms);
   }
 
