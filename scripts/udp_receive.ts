@@ -134,16 +134,14 @@ Options:
   -h, --help            show this help
       --version         show the version
 
-Control characters in received data and in Unix senders' addresses are printed escaped (\\n,
-\\x1b, \\u{202e}). On SIGINT or SIGTERM it still reads what the kernel holds (${
-  DRAIN_MAX_MS / 1000
-} s at
-most), then prints the summary on stderr: "received N datagrams, B bytes; D dropped by the
-kernel". The kernel's count is read with ss (${DROPS_FLAG}) or from /proc/net/udp (Deno reads
-/proc only with --allow-all); without either the summary says it is unknown. A datagram from a
-Unix address Deno cannot decode is counted, not printed. A Unix datagram longer than
-${UNIX_DATAGRAM_RECEIVE_MAX} bytes is printed as cut (Deno cannot tell by how much); UDP ones are
-always whole.
+Control characters in received data and in Unix senders' addresses are printed escaped
+(\\n, \\x1b, \\u{202e}). On SIGINT or SIGTERM it still reads what the kernel already holds
+(${DRAIN_MAX_MS / 1000} s at most), then prints on stderr: "received N datagrams, B bytes;
+D dropped by the kernel". The kernel's count is read with ss (${DROPS_FLAG}), or from
+/proc/net/udp (Deno reads /proc only with --allow-all); without either, the summary says it
+is unknown. A datagram from a Unix address Deno cannot decode is counted, not printed. UDP
+datagrams are always whole; a Unix one longer than ${UNIX_DATAGRAM_RECEIVE_MAX} bytes is printed
+as cut (Deno cannot tell by how much).
 
 Run:    deno run --allow-net=127.0.0.1:5005 ${DROPS_FLAG} scripts/udp_receive.ts
 Try it: deno task udp-send, or echo -n hi | socat - UDP-SENDTO:127.0.0.1:5005`;

@@ -70,38 +70,43 @@ export function joinRawValues(args: readonly string[]): string[] {
 
 const USAGE = `Usage: udp_send.ts [options] [HOST [PORT]]
 
-The tutorial's UDP sender: prints the target and the message, then sends it as one datagram
-(HOST and PORT as nc takes them; flags win). With --wait-reply it prints what comes back.
+The tutorial's UDP sender: prints the target and the message, then sends it as one datagram.
+HOST and PORT may be given as nc takes them; flags win. With --wait-reply it prints what
+comes back, against udp_receive.ts --echo or any peer that answers.
 
 Options:
-      --host HOST          target host (IPv4, IPv6 or name)        [default: 127.0.0.1]
-  -p, --port PORT          target port                             [default: 5005]
+      --host HOST          target host (IPv4, IPv6 or name)     [default: 127.0.0.1]
+  -p, --port PORT          target port                          [default: 5005]
       --unix PATH          send to a Unix datagram socket instead of UDP
-  -s, --source ADDR        send from this address (UDP) or bind this path (Unix; needed to get
-                           replies)                                [default: 127.0.0.1 for a
-                                                                   loopback target, else any]
-      --message TEXT       what to send; may be empty              [default: Hello, World!]
-      --message-file PATH  send the bytes of a regular file, or of standard input for -
+  -s, --source ADDR        send from this address; with --unix, bind this path (a reply
+                           needs one)       [default: 127.0.0.1 for a loopback target]
+      --message TEXT       what to send; '' sends an empty datagram
+                                                                [default: Hello, World!]
+      --message-file PATH  send a regular file's bytes, or standard input's for -
                            (needs --allow-read=PATH)
-  -c, --count N            send the message N times                [default: 1]
-  -b, --broadcast          allow a broadcast destination (refused otherwise, as nc -u does)
-      --wait-reply         wait for one reply per datagram and print it; exit 1 if one is missing
+  -c, --count N            send the message N times             [default: 1]
+  -b, --broadcast          allow a broadcast destination (see below)
+      --wait-reply         wait for one reply per datagram, print it; exit 1 if one is missing
   -w, --timeout DURATION   longest wait for a send or for the next reply  [default: 2s]
-  -v, --verbose            print the address sent from, and who each reply came from
+  -v, --verbose            say where it sends from, and who each reply came from
       --json               one JSON object per datagram sent ("sent") and reply ("reply")
   -q, --quiet              do not print the target and message
   -h, --help               show this help
       --version            show the version
 
-A datagram holds at most ${UDP_IPV4_MAX_PAYLOAD} bytes over IPv4, ${UDP_IPV6_MAX_PAYLOAD} over IPv6,
+A datagram holds at most ${UDP_IPV4_MAX_PAYLOAD} bytes over IPv4, ${UDP_IPV6_MAX_PAYLOAD} over IPv6, and
 ${UNIX_DATAGRAM_SEND_MAX} to a Unix socket (its default send buffer less 32 bytes).
-Deno always sets SO_BROADCAST, so broadcast destinations are refused by address unless -b is
-given: 255.255.255.255, 127.255.255.255 and, with --allow-sys=networkInterfaces, every
-interface's broadcast address; without that permission every address ending in .255. Replies
-are printed escaped like received data; any datagram that reaches the sending socket counts.
+
+Broadcast only when asked: Deno sets SO_BROADCAST on every UDP socket, so where Python's
+sendto and nc -u fail with EACCES, this refuses by address unless -b is given:
+255.255.255.255, 127.255.255.255, and every interface's broadcast address when it may read
+them (--allow-sys=networkInterfaces); without that, every IPv4 address ending in .255.
+
+Replies are printed escaped like received data; any datagram that reaches the sending
+socket counts as one.
 
 Run:    deno run --allow-net=127.0.0.1 scripts/udp_send.ts
-Try it: deno task udp-receive, then this; or udp_receive.ts --echo, then this with --wait-reply`;
+Try it: deno task udp-receive, then this; or udp_receive.ts --echo, then this --wait-reply`;
 
 async function main(args: string[]): Promise<number | void> {
   const flags = parseFlags(joinRawValues(args), {
