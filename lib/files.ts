@@ -42,6 +42,15 @@ export async function readBoundedFile(
     return bytes;
   }
   requireRead(path, `read ${flag} "${path}"`);
+  // Checked before opening too: opening a FIFO for reading waits for a writer.
+  try {
+    if (!(await Deno.stat(path)).isFile) throw fail("it is not a regular file");
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) throw fail("no such file");
+    throw error instanceof Error && error.message.startsWith("Cannot read") ? error : fail(
+      firstLine(error),
+    );
+  }
   let file: Deno.FsFile;
   try {
     file = await Deno.open(path, { read: true });
@@ -49,7 +58,7 @@ export async function readBoundedFile(
     throw fail(error instanceof Deno.errors.NotFound ? "no such file" : firstLine(error));
   }
   try {
-    // Checked on the open file, so that what is read is what was checked.
+    // Checked again on the open file, so that what is read is what was checked.
     const info = await file.stat();
     if (!info.isFile) throw fail("it is not a regular file");
     if (info.size > maxBytes) throw fail(`it is larger than ${maxBytes} bytes`);

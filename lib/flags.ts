@@ -26,6 +26,9 @@ export interface FlagSpec<S extends string, B extends string, C extends string> 
   positional?: readonly S[];
   /** The `--help` text: with it, `-h`/`--help` print it and exit 0 (see {@linkcode InfoRequest}). */
   usage?: string;
+  /** Value flags for which an empty value means something (`--message ''`: an empty datagram);
+   * any other flag given `''` is a usage error. */
+  allowEmpty?: readonly S[];
 }
 
 /** The typed result of {@linkcode parseFlags}. */
@@ -92,7 +95,7 @@ export function parseFlags<
   }
   const known = new Set<string>([...strings, ...booleans, ...Object.keys(alias)]);
   const positional: string[] = [];
-  const parsed = parseArgs([...args], {
+  const parsed = parseArgs(joinEmptyValues(args, new Set(strings), alias), {
     string: strings,
     boolean: booleans,
     collect: [...(spec.collect ?? [])],
@@ -117,7 +120,9 @@ export function parseFlags<
   }
   for (const name of spec.string ?? []) {
     const value = parsed[name];
-    if (value === "") throw new UsageError(`Flag "--${name}" needs a value`);
+    if (value === "" && !spec.allowEmpty?.includes(name)) {
+      throw new UsageError(`Flag "--${name}" needs a value`);
+    }
     // parseArgs turns a repeated flag into an array; the last one wins, as in most tools.
     if (Array.isArray(value)) parsed[name] = value.at(-1);
   }
@@ -125,6 +130,31 @@ export function parseFlags<
     if (i < positional.length && parsed[name] === undefined) parsed[name] = positional[i];
   });
   return parsed as Flags<S, B, C>;
+}
+
+/**
+ * `--name ''` (an empty argument after a value flag) would reach parseArgs as a flag without a
+ * value and an empty positional argument; joined as `--name=` it is the empty value it means.
+ */
+function joinEmptyValues(
+  args: readonly string[],
+  valueFlags: ReadonlySet<string>,
+  alias: Readonly<Record<string, string>>,
+): string[] {
+  const joined: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--") return [...joined, ...args.slice(i)];
+    const name = /^--([^=]+)$/.exec(arg)?.[1] ?? /^-([^-=])$/.exec(arg)?.[1];
+    const flag = name === undefined ? undefined : alias[name] ?? name;
+    if (flag !== undefined && valueFlags.has(flag) && args[i + 1] === "") {
+      joined.push(`--${flag}=`);
+      i++;
+    } else {
+      joined.push(arg);
+    }
+  }
+  return joined;
 }
 
 function unknownFlagMessage(arg: string, known: Set<string>): string {

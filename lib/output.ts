@@ -208,7 +208,9 @@ export const stdout: OutputQueue = new OutputQueue(Deno.stdout, {
 /** The queue in front of stderr: what a program says about itself. */
 export const stderr: OutputQueue = new OutputQueue(Deno.stderr);
 
-/** Writes what both queues still hold, within `timeoutMs` in all: before a program exits. */
+/** Writes what both queues still hold, within `timeoutMs` each: before a program exits.
+ * stdout goes first, since its "lines dropped" notice is written to stderr. */
 export async function flushOutput(timeoutMs = 2000): Promise<void> {
-  await Promise.all([stdout.flush(timeoutMs), stderr.flush(timeoutMs)]);
+  await stdout.flush(timeoutMs);
+  await stderr.flush(timeoutMs);
 }

@@ -1,6 +1,7 @@
 import { assertEquals, assertThrows } from "@std/assert";
 import { UsageError } from "../lib/errors.ts";
 import {
+  InfoRequest,
   parseCount,
   parseDuration,
   parseEndpoint,
@@ -9,6 +10,7 @@ import {
   parsePort,
   parseSize,
   rejectTogether,
+  VERSION,
 } from "../lib/flags.ts";
 
 const spec = {
@@ -118,4 +120,35 @@ Deno.test("parseEndpoint() defaults to 127.0.0.1 and keeps --unix apart from hos
       "exclude each other",
     );
   }
+});
+
+Deno.test("parseFlags() takes `--flag ''` as an empty value only where allowEmpty says so", () => {
+  const spec = {
+    string: ["message", "port"],
+    alias: { m: "message" },
+    allowEmpty: ["message"],
+  } as const;
+  assertEquals(parseFlags(["--message", ""], spec).message, "");
+  assertEquals(parseFlags(["-m", ""], spec).message, "");
+  assertEquals(parseFlags(["--message="], spec).message, "");
+  assertThrows(() => parseFlags(["--port", ""], spec), UsageError, 'Flag "--port" needs a value');
+});
+
+Deno.test("parseFlags() fills positional slots, lets flags win, and suggests the closest flag", () => {
+  const spec = { string: ["host", "port"], positional: ["host", "port"] } as const;
+  const flags = parseFlags(["::1", "80", "--port", "8080"], spec);
+  assertEquals([flags.host, flags.port], ["::1", "8080"]);
+  assertThrows(() => parseFlags(["a", "b", "c"], spec), UsageError, 'Unexpected argument "c"');
+  assertThrows(
+    () => parseFlags(["--prot", "1"], spec),
+    UsageError,
+    'Unknown flag "--prot" (did you mean "--port"?)',
+  );
+});
+
+Deno.test("parseFlags() answers --help and --version with an InfoRequest", () => {
+  const help = assertThrows(() => parseFlags(["-h"], { usage: "Usage: x" }), InfoRequest);
+  assertEquals(help.text, "Usage: x");
+  const version = assertThrows(() => parseFlags(["--version"], {}), InfoRequest);
+  assertEquals(version.text, VERSION);
 });
