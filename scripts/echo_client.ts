@@ -32,6 +32,7 @@ export const DEFAULT_MESSAGES: readonly string[] = [
   "in parts.",
 ];
 
+export type { ClientTlsOptions };
 /** Options for {@linkcode runEchoClient}. */
 export interface EchoClientOptions {
   /** Server host. @default {"127.0.0.1"} */

@@ -29,6 +29,7 @@ import {
   rejectTogether,
 } from "../lib/flags.ts";
 
+export type { ClientTlsOptions };
 /** Options for {@linkcode talk} and {@linkcode fetchGreeting}. */
 export interface ClientOptions {
   /** Server host. @default {"127.0.0.1"} */
