@@ -123,15 +123,16 @@ Deno.test("parseEndpoint() defaults to 127.0.0.1 and keeps --unix apart from hos
 });
 
 Deno.test("parseFlags() takes `--flag ''` as an empty value only where allowEmpty says so", () => {
-  const spec = {
-    string: ["message", "port"],
-    alias: { m: "message" },
-    allowEmpty: ["message"],
-  } as const;
-  assertEquals(parseFlags(["--message", ""], spec).message, "");
-  assertEquals(parseFlags(["-m", ""], spec).message, "");
-  assertEquals(parseFlags(["--message="], spec).message, "");
-  assertThrows(() => parseFlags(["--port", ""], spec), UsageError, 'Flag "--port" needs a value');
+  const parse = (args: string[]) =>
+    parseFlags(args, {
+      string: ["message", "port"],
+      alias: { m: "message" },
+      allowEmpty: ["message"],
+    });
+  assertEquals(parse(["--message", ""]).message, "");
+  assertEquals(parse(["-m", ""]).message, "");
+  assertEquals(parse(["--message="]).message, "");
+  assertThrows(() => parse(["--port", ""]), UsageError, 'Flag "--port" needs a value');
 });
 
 Deno.test("parseFlags() fills positional slots, lets flags win, and suggests the closest flag", () => {
