@@ -18,17 +18,17 @@ export interface FlagSpec<S extends string, B extends string, C extends string> 
   /** Flags that take a value and may be repeated. */
   collect?: readonly C[];
   /** Short names, e.g. `{ p: "port" }`. */
-  alias?: Readonly<Record<string, S | B | C>>;
+  alias?: Readonly<Record<string, NoInfer<S | B | C>>>;
   /**
    * Value flags that positional arguments fill in order, as netcat takes `HOST PORT`: `["host",
    * "port"]`. A flag given explicitly wins over its positional argument.
    */
-  positional?: readonly S[];
+  positional?: readonly NoInfer<S>[];
   /** The `--help` text: with it, `-h`/`--help` print it and exit 0 (see {@linkcode InfoRequest}). */
   usage?: string;
   /** Value flags for which an empty value means something (`--message ''`: an empty datagram);
    * any other flag given `''` is a usage error. */
-  allowEmpty?: readonly S[];
+  allowEmpty?: readonly NoInfer<S>[];
 }
 
 /** The typed result of {@linkcode parseFlags}. */
