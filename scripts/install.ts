@@ -12,6 +12,7 @@
  */
 import { printError, printLine, runMain } from "../lib/cli.ts";
 import { parseFlags } from "../lib/flags.ts";
+import { requirePermission, requireRead } from "../lib/permissions.ts";
 
 /** One program as its task runs it. */
 export interface Program {
@@ -160,6 +161,8 @@ async function main(args: string[]): Promise<number | void> {
     usage: USAGE,
   });
   const project = new URL("../", import.meta.url);
+  requireRead(new URL("deno.json", project).pathname, "read the tasks");
+  requirePermission({ name: "run", command: "deno" }, "--allow-run=deno", "run deno");
   const config = JSON.parse(await Deno.readTextFile(new URL("deno.json", project)));
   let programs = programsFromTasks(config.tasks ?? {});
   if (flags.only !== undefined) {

@@ -14,6 +14,7 @@
  */
 import { printError, runMain } from "../lib/cli.ts";
 import { parseCount, parseFlags } from "../lib/flags.ts";
+import { requirePermission } from "../lib/permissions.ts";
 
 /** Options for {@linkcode makeCertificates}. */
 export interface CertificateOptions {
@@ -168,6 +169,11 @@ async function main(args: string[]): Promise<void> {
     usage: USAGE,
   });
   const dir = flags.dir ?? "certs";
+  requirePermission({ name: "run", command: "openssl" }, "--allow-run=openssl", "run openssl");
+  const both = `--allow-read=${dir} --allow-write=${dir}`;
+  for (const name of ["read", "write"] as const) {
+    requirePermission({ name, path: dir }, both, `write certificates into ${dir}`);
+  }
   const files = await makeCertificates(dir, {
     names: flags.name.length > 0 ? flags.name : undefined,
     days: parseCount(flags.days ?? "30", "--days", { max: 3650 }),
