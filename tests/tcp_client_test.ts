@@ -286,3 +286,54 @@ Deno.test("tcp_client.ts -v says where it connected and what moved", async () =>
     );
   });
 });
+
+Deno.test({
+  name:
+    "make_certs.ts makes a CA and a certificate that tcp_server.ts --tls and tcp_client.ts --tls --ca accept",
+  ignore: !hasPeer("openssl"),
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "deno-sockets-certs-" });
+    try {
+      const made = await runScript("make_certs.ts", ["--dir", dir, "--days", "1"], {
+        permissions: ["--allow-run=openssl", `--allow-read=${dir}`, `--allow-write=${dir}`],
+      });
+      assertEquals(made.code, 0, made.stderr);
+      const again = await runScript("make_certs.ts", ["--dir", dir], {
+        permissions: ["--allow-run=openssl", `--allow-read=${dir}`, `--allow-write=${dir}`],
+      });
+      assertEquals(
+        again.stderr,
+        `make_certs: ${dir}/ca.pem exists already (--force replaces it)\n`,
+      );
+      await using server = spawnScript(
+        "tcp_server.ts",
+        [
+          "--port",
+          "0",
+          "--count",
+          "1",
+          "--tls",
+          "--cert",
+          `${dir}/server.pem`,
+          "--key",
+          `${dir}/server.key`,
+        ],
+        { permissions: [...NET, `--allow-read=${dir}`] },
+      );
+      const port = await server.listeningPort();
+      const client = await runScript(
+        "tcp_client.ts",
+        ["--tls", "--ca", `${dir}/ca.pem`, "127.0.0.1", `${port}`],
+        { permissions: [...NET, `--allow-read=${dir}`] },
+      );
+      assertEquals(client, {
+        code: 0,
+        signal: null,
+        stdout: "Thank you for connecting\n",
+        stderr: "",
+      });
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
