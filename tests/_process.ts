@@ -253,6 +253,25 @@ export async function runPeer(
   }
 }
 
+let ipv6Loopback: boolean | undefined;
+
+/**
+ * Whether this machine can listen on `[::1]`. When it cannot, prints once why the IPv6 tests
+ * are skipped; use as `ignore: !hasIPv6Loopback()`.
+ */
+export function hasIPv6Loopback(): boolean {
+  if (ipv6Loopback === undefined) {
+    try {
+      Deno.listen({ hostname: "::1", port: 0 }).close();
+      ipv6Loopback = true;
+    } catch {
+      ipv6Loopback = false;
+      console.warn("skipping tests that need IPv6: this machine has no [::1] loopback");
+    }
+  }
+  return ipv6Loopback;
+}
+
 /** Whether this process runs as root (raw sockets, binding low ports). */
 export function isRoot(): boolean {
   return Deno.uid() === 0;

@@ -3,7 +3,7 @@ import { Multiplexer, serveEcho, type ServeEchoOptions, type ServerEvent } from 
 import { EventQueue } from "../lib/mux/event_queue.ts";
 import { ConnState, MAX_READ_SIZE, MIN_READ_SIZE } from "../lib/mux/state.ts";
 import { writeAll } from "../lib/io.ts";
-import { hasPeer, runPeer } from "./_process.ts";
+import { hasIPv6Loopback, hasPeer, runPeer } from "./_process.ts";
 import { createTestCertificates, hasOpenssl } from "./_tls.ts";
 
 const encoder = new TextEncoder();
@@ -371,22 +371,19 @@ Deno.test("serveEcho() serves a Unix socket and removes its file when it stops",
   }
 });
 
-Deno.test("serveEcho() serves IPv6 on [::1]", async () => {
-  let server;
-  try {
-    server = await serveEcho({ hostname: "::1", port: 0 });
-  } catch (error) {
-    if (!(error instanceof Deno.errors.AddrNotAvailable)) throw error;
-    console.warn("skipping: this machine has no IPv6 loopback");
-    return;
-  }
-  assertEquals((server.addr as Deno.NetAddr).hostname, "::1");
-  const conn = await connect(server.addr, "::1");
-  await writeAll(conn, encoder.encode("v6"));
-  await conn.closeWrite();
-  assertEquals(decoder.decode(await readToEnd(conn)), "v6");
-  server.close();
-  await server.finished;
+Deno.test({
+  name: "serveEcho() serves IPv6 on [::1]",
+  ignore: !hasIPv6Loopback(),
+  async fn() {
+    const server = await serveEcho({ hostname: "::1", port: 0 });
+    assertEquals((server.addr as Deno.NetAddr).hostname, "::1");
+    const conn = await connect(server.addr, "::1");
+    await writeAll(conn, encoder.encode("v6"));
+    await conn.closeWrite();
+    assertEquals(decoder.decode(await readToEnd(conn)), "v6");
+    server.close();
+    await server.finished;
+  },
 });
 
 Deno.test({

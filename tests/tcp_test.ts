@@ -200,7 +200,10 @@ Deno.test("tcp_client.ts escapes control characters and gives up after --timeout
   using _silentPeer = await listener.accept();
   const timedOut = await silent;
   assertEquals(timedOut.code, 1);
-  assertEquals(timedOut.stderr, "tcp_client: No data for 300 ms\n");
+  assertEquals(
+    timedOut.stderr,
+    `tcp_client: 127.0.0.1:${listener.addr.port}: No data for 300 ms\n`,
+  );
 });
 
 Deno.test({
