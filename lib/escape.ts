@@ -4,6 +4,7 @@
  * cannot move the cursor, change colours or hide text in what a program prints.
  * @module
  */
+import { concat } from "@std/bytes/concat";
 
 const NAMED: Record<number, string> = {
   0x00: "\\0",
@@ -105,4 +106,47 @@ function decodeUtf8At(bytes: Uint8Array, i: number, end: number): [number, numbe
   const surrogate = codePoint >= 0xd800 && codePoint <= 0xdfff;
   if (codePoint < min || codePoint > 0x10ffff || surrogate) return [0, 0];
   return [codePoint, length];
+}
+
+/**
+ * Escapes a stream of bytes chunk by chunk, so memory stays one chunk whatever arrives: a UTF-8
+ * character cut between two chunks is held back until its end arrives, and comes out whole.
+ *
+ * @example A character split across two reads
+ * ```ts
+ * import { StreamEscaper } from "./escape.ts";
+ * const escaper = new StreamEscaper();
+ * const bytes = new TextEncoder().encode("é\x1b");
+ * const text = escaper.push(bytes.subarray(0, 1)) + escaper.push(bytes.subarray(1)) + escaper.flush();
+ * if (text !== "é\\x1b") throw new Error(text);
+ * ```
+ */
+export class StreamEscaper {
+  #held = new Uint8Array(0);
+
+  /** Returns the escaped text of `chunk` (and of what was held back before it). */
+  push(chunk: Uint8Array, keepLineBreaks = true): string {
+    const bytes = this.#held.length === 0 ? chunk : concat([this.#held, chunk]) as Uint8Array;
+    const end = completeUtf8Length(bytes);
+    this.#held = bytes.slice(end);
+    return escapeBytes(bytes.subarray(0, end), { keepLineBreaks });
+  }
+
+  /** Returns what was held back, escaped (an incomplete character at the end of the stream). */
+  flush(): string {
+    const text = escapeBytes(this.#held);
+    this.#held = new Uint8Array(0);
+    return text;
+  }
+}
+
+/** The length of `bytes` without a UTF-8 sequence that starts but does not end in it. */
+function completeUtf8Length(bytes: Uint8Array): number {
+  for (let back = 1; back <= Math.min(3, bytes.length); back++) {
+    const byte = bytes[bytes.length - back];
+    if ((byte & 0xc0) === 0x80) continue; // a continuation byte: look further back
+    const needed = byte < 0xc2 ? 1 : byte <= 0xdf ? 2 : byte <= 0xef ? 3 : byte <= 0xf4 ? 4 : 1;
+    return needed > back ? bytes.length - back : bytes.length;
+  }
+  return bytes.length;
 }

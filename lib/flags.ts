@@ -359,3 +359,27 @@ export function parseEndpoint(
     path: flags.unix,
   };
 }
+
+/**
+ * Parses nc's port list for `-z`: `PORT`, `PORT-PORT`, or several separated by commas.
+ *
+ * @example
+ * ```ts
+ * import { parsePortRange } from "./flags.ts";
+ * if (parsePortRange("22,80-82").join() !== "22,80,81,82") throw new Error("bad range");
+ * ```
+ */
+export function parsePortRange(text: string, flag = "PORT"): number[] {
+  const ports = new Set<number>();
+  for (const part of text.split(",")) {
+    const [first, last = first, extra] = part.split("-");
+    const [low, high] = [parsePort(first, flag), parsePort(last, flag)];
+    if (extra !== undefined || low === 0 || low > high) {
+      throw new UsageError(
+        `Cannot parse ${flag} "${text}": must be ports from 1 to 65535, as 80, 8000-8010 or 22,80`,
+      );
+    }
+    for (let port = low; port <= high; port++) ports.add(port);
+  }
+  return [...ports];
+}

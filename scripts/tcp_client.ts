@@ -12,10 +12,11 @@
 import { formatAddr, formatHostPort, formatTarget } from "../lib/address.ts";
 import { printError, printLine, runMain, writeData } from "../lib/cli.ts";
 import { isPeerGone, UsageError, withAddress } from "../lib/errors.ts";
-import { escapeBytes } from "../lib/escape.ts";
+import { StreamEscaper } from "../lib/escape.ts";
 import { HexDumper } from "../lib/hexdump.ts";
 import { closeQuietly, writeAll } from "../lib/io.ts";
 import { connect as dial } from "../lib/net/connect.ts";
+import { probePorts } from "../lib/net/probe.ts";
 import { requireNet } from "../lib/permissions.ts";
 import { clientTlsFromFlags, type ClientTlsOptions } from "../lib/tls.ts";
 import {
@@ -24,7 +25,7 @@ import {
   parseEndpoint,
   parseFlags,
   parseHost,
-  parsePort,
+  parsePortRange,
   parseSize,
   rejectTogether,
 } from "../lib/flags.ts";
@@ -228,139 +229,6 @@ class IdleTimer {
   clear(): void {
     clearTimeout(this.#timer);
   }
-}
-
-/**
- * Escapes a stream of bytes chunk by chunk, so memory stays one chunk whatever arrives: a UTF-8
- * character cut between two chunks is held back until its end arrives, and comes out whole.
- */
-export class StreamEscaper {
-  #held = new Uint8Array(0);
-
-  /** Returns the escaped text of `chunk` (and of what was held back before it). */
-  push(chunk: Uint8Array, keepLineBreaks = true): string {
-    const bytes = this.#held.length === 0 ? chunk : concat(this.#held, chunk);
-    const end = completeUtf8Length(bytes);
-    this.#held = bytes.slice(end);
-    return escapeBytes(bytes.subarray(0, end), { keepLineBreaks });
-  }
-
-  /** Returns what was held back, escaped (an incomplete character at the end of the stream). */
-  flush(): string {
-    const text = escapeBytes(this.#held);
-    this.#held = new Uint8Array(0);
-    return text;
-  }
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const joined = new Uint8Array(a.length + b.length);
-  joined.set(a);
-  joined.set(b, a.length);
-  return joined;
-}
-
-/** The length of `bytes` without a UTF-8 sequence that starts but does not end in it. */
-function completeUtf8Length(bytes: Uint8Array): number {
-  for (let back = 1; back <= Math.min(3, bytes.length); back++) {
-    const byte = bytes[bytes.length - back];
-    if ((byte & 0xc0) === 0x80) continue; // a continuation byte: look further back
-    const needed = byte < 0xc2 ? 1 : byte <= 0xdf ? 2 : byte <= 0xef ? 3 : byte <= 0xf4 ? 4 : 1;
-    return needed > back ? bytes.length - back : bytes.length;
-  }
-  return bytes.length;
-}
-
-/** What a probe found on one port. */
-export interface ProbeResult {
-  /** The port probed. */
-  port: number;
-  /** `open`: it accepted; `closed`: refused; `filtered`: no answer within the timeout. */
-  state: "open" | "closed" | "filtered";
-}
-
-/** Options for {@linkcode probePorts}. */
-export interface ProbeOptions {
-  /** Host to probe. @default {"127.0.0.1"} */
-  hostname?: string;
-  /** The ports to probe, in the order results are reported. */
-  ports: readonly number[];
-  /** How long to wait for each port's answer (ms). @default {2000} */
-  timeout?: number;
-  /** How many ports are probed at once. @default {16} */
-  parallel?: number;
-  /** Called with each result, in the order of `ports`. */
-  onResult?: (result: ProbeResult) => void;
-}
-
-/**
- * Probes TCP ports as `nc -z` does: connects and closes at once, sending nothing. Any other
- * failure than a refusal or a timeout (no permission, a name that does not resolve) throws.
- *
- * @example One open and one closed port
- * ```ts
- * import { probePorts } from "./tcp_client.ts";
- * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
- * const closed = (() => {
- *   using other = Deno.listen({ hostname: "127.0.0.1", port: 0 });
- *   return other.addr.port;
- * })();
- * const results = await probePorts({ ports: [listener.addr.port, closed], timeout: 1000 });
- * if (results.map((r) => r.state).join() !== "open,closed") throw new Error("unexpected");
- * ```
- */
-export async function probePorts(options: ProbeOptions): Promise<ProbeResult[]> {
-  const { hostname = "127.0.0.1", ports, timeout = 2000, parallel = 16, onResult } = options;
-  const results: ProbeResult[] = new Array(ports.length);
-  let next = 0;
-  let reported = 0;
-  const worker = async () => {
-    while (next < ports.length) {
-      const index = next++;
-      results[index] = { port: ports[index], state: await probe(hostname, ports[index], timeout) };
-      // Report in port order; `reported++` stays out of `onResult?.()`, which may skip it.
-      for (; reported < ports.length && results[reported] !== undefined; reported++) {
-        onResult?.(results[reported]);
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(parallel, ports.length) }, worker));
-  return results;
-}
-
-async function probe(hostname: string, port: number, timeout: number) {
-  try {
-    closeQuietly(await dial({ hostname, port, timeout }));
-    return "open" as const;
-  } catch (error) {
-    if (error instanceof Deno.errors.ConnectionRefused) return "closed" as const;
-    if (error instanceof Deno.errors.TimedOut) return "filtered" as const;
-    throw error;
-  }
-}
-
-/**
- * Parses nc's port list for `-z`: `PORT`, `PORT-PORT`, or several separated by commas.
- *
- * @example
- * ```ts
- * import { parsePortRange } from "./tcp_client.ts";
- * if (parsePortRange("22,80-82").join() !== "22,80,81,82") throw new Error("bad range");
- * ```
- */
-export function parsePortRange(text: string, flag = "PORT"): number[] {
-  const ports = new Set<number>();
-  for (const part of text.split(",")) {
-    const [first, last = first, extra] = part.split("-");
-    const [low, high] = [parsePort(first, flag), parsePort(last, flag)];
-    if (extra !== undefined || low === 0 || low > high) {
-      throw new UsageError(
-        `Cannot parse ${flag} "${text}": must be ports from 1 to 65535, as 80, 8000-8010 or 22,80`,
-      );
-    }
-    for (let port = low; port <= high; port++) ports.add(port);
-  }
-  return [...ports];
 }
 
 const USAGE = `Usage: tcp_client.ts [options] [HOST [PORT]]
