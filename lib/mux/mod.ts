@@ -13,7 +13,28 @@
  * ```
  * @module
  */
+export { Broadcaster, type BroadcasterOptions } from "./broadcast.ts";
+export {
+  type ChatEvent,
+  type ChatMode,
+  type ChatOptions,
+  chatRoom,
+  serveChat,
+  type ServeChatOptions,
+  userName,
+} from "./chat.ts";
 export { echo, serveEcho, type ServeEchoOptions } from "./echo.ts";
+export { LineSplitter } from "./lines.ts";
+export {
+  Relay,
+  type RelayData,
+  type RelayEvent,
+  type RelayOptions,
+  type RelayServer,
+  type RelayStats,
+  serveRelay,
+  type ServeRelayOptions,
+} from "./relay.ts";
 export { type MuxServer, serveMux, type ServeMuxOptions } from "./serve.ts";
 export {
   type Acceptor,

@@ -35,8 +35,8 @@ export interface Decision {
   /** The peer ended its sending side. Without this hook: `mux.end(conn)` (write what is queued,
    * then close), as an echo server does after a half-close. */
   onEnd?(mux: Multiplexer, conn: ConnView): void;
-  /** The connection was closed, for `reason`. */
-  onClose?(mux: Multiplexer, conn: ConnView, reason: CloseReason): void;
+  /** The connection was closed, for `reason` (and with `error` when it failed). */
+  onClose?(mux: Multiplexer, conn: ConnView, reason: CloseReason, error?: unknown): void;
 }
 
 /** `onData` alone, for the simple decisions: `(mux, conn, bytes) => mux.send(conn, bytes)`. */
@@ -177,6 +177,11 @@ export class Multiplexer {
     this.#signal = options.signal;
     this.#onEvent = options.onEvent;
     this.#onAcceptError = options.onAcceptError;
+  }
+
+  /** Whether a stop has begun: a decision starts nothing new (no greeting, no upstream). */
+  get stopping(): boolean {
+    return this.#stopRequested;
   }
 
   /** The open connections, as decisions see them. */
@@ -451,7 +456,7 @@ export class Multiplexer {
     if (this.#onEvent) {
       this.#onEvent({ type: "closing", peer: state.peer, reason, error, dropped });
     }
-    this.#decision.onClose?.(this, state, reason);
+    this.#decision.onClose?.(this, state, reason, error);
     // A read or write in flight completes with an error, ignored as a late completion.
     closeConn(state.conn);
   }
@@ -476,6 +481,7 @@ export class Multiplexer {
       // the peer closes: closing with unread input would make the kernel answer with a reset,
       // which can destroy the echo still in flight.
       state.discarding = true;
+      state.paused = false; // a paused connection's input is discarded too, or its end unseen
       state.afterDrain = state.ended ? "close" : "shutdown";
       this.#next(state);
     }

@@ -23,6 +23,9 @@ export interface ConnView {
   readonly local: Deno.Addr;
   /** Bytes waiting to be written to this connection (in flight and queued). */
   readonly queued: number;
+  /** The part of `queued` behind the write in flight: bytes the socket has not been offered
+   * yet. A reader that keeps up has none, whatever the size of the write in flight. */
+  readonly waiting: number;
   /** Bytes received from this connection. */
   readonly bytesIn: number;
   /** Bytes written to this connection. */
@@ -31,6 +34,10 @@ export interface ConnView {
   readonly ended: boolean;
   /** Whether the connection was closed and left the map. */
   readonly closed: boolean;
+  /** The outcome of the TLS handshake (its ALPN protocol), `undefined` at once for TCP and Unix
+   * connections; rejects when the handshake fails. A relay offers its upstream what a client
+   * negotiated. */
+  handshake(): Promise<Deno.TlsHandshakeInfo | undefined>;
 }
 
 /** One connection's entry in the readiness map; fields are the loop's alone. */
@@ -90,6 +97,16 @@ export class ConnState implements ConnView {
     this.peer = conn.remoteAddr;
     this.local = conn.localAddr;
     this.#buffer = new Uint8Array(MIN_READ_SIZE);
+  }
+
+  get waiting(): number {
+    return this.queued - (this.writing?.length ?? 0);
+  }
+
+  handshake(): Promise<Deno.TlsHandshakeInfo | undefined> {
+    // Deno answers every call with the same outcome, whoever started the handshake.
+    if (!("handshake" in this.conn)) return Promise.resolve(undefined);
+    return (this.conn as Deno.TlsConn).handshake();
   }
 
   /** The read buffer: after a read of `n` bytes, they are at its start. */

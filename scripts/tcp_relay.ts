@@ -1,0 +1,284 @@
+/**
+ * TCP relay — socat's `TCP-LISTEN:9000,fork TCP:host:port` on the multiplexer: every accepted
+ * connection gets its own upstream connection, and one loop moves the bytes of all of them,
+ * both ways. A side that does not read stops the other from being read (bounded queues both
+ * ways), a half-close on one side is passed to the other, and an upstream that refuses or does
+ * not answer in time closes that client with one line saying why. Either side may be TCP, a Unix
+ * socket or TLS (terminated on the listening side, originated towards the upstream), and a TLS
+ * client's ALPN protocol is offered upstream. `-x` prints every relayed chunk as a hex dump
+ * (xxd's layout, offsets counted per direction, as socat's `-x` counts them).
+ *
+ * Run:    deno run --allow-net=127.0.0.1:9000,127.0.0.1:10000 scripts/tcp_relay.ts \
+ *           --listen 127.0.0.1:9000 --to 127.0.0.1:10000
+ * Try it: deno task echo-server, then: nc 127.0.0.1 9000
+ *
+ * @module
+ */
+import { formatAddr, formatTarget } from "../lib/address.ts";
+import { printError, printLine, runMain, stopSignal } from "../lib/cli.ts";
+import { describeError, UsageError } from "../lib/errors.ts";
+import {
+  type Endpoint,
+  parseCount,
+  parseDuration,
+  parseFlags,
+  parseHost,
+  parsePort,
+  parseSize,
+  rejectTogether,
+} from "../lib/flags.ts";
+import { hexDump } from "../lib/hexdump.ts";
+import { formatJsonEvent } from "../lib/json_event.ts";
+import {
+  type RelayData,
+  type RelayEvent,
+  serveRelay,
+  type ServeRelayOptions,
+} from "../lib/mux/mod.ts";
+import { describeAcceptError } from "../lib/net/accept.ts";
+import { requireNet, requireUnixPath } from "../lib/permissions.ts";
+import { clientTlsFromFlags, serverTlsFromFlags } from "../lib/tls.ts";
+
+export { serveRelay, type ServeRelayOptions } from "../lib/mux/mod.ts";
+
+/**
+ * Parses an address flag: `HOST:PORT`, `[IPv6]:PORT`, `unix:PATH`, or a bare `PORT` on
+ * 127.0.0.1.
+ *
+ * @example
+ * ```ts
+ * import { parseAddress } from "./tcp_relay.ts";
+ * const to = parseAddress("[::1]:10000", "--to");
+ * if (to.hostname !== "::1" || to.port !== 10000) throw new Error(JSON.stringify(to));
+ * if (parseAddress("unix:/tmp/echo.sock", "--to").path !== "/tmp/echo.sock") throw new Error();
+ * ```
+ */
+export function parseAddress(text: string, flag: string): Endpoint {
+  if (text.startsWith("unix:")) {
+    const path = text.slice("unix:".length);
+    if (path === "") throw new UsageError(`Cannot parse ${flag} "${text}": the path is empty`);
+    return { hostname: "127.0.0.1", port: 0, path };
+  }
+  if (/^\d+$/.test(text)) return { hostname: "127.0.0.1", port: parsePort(text, flag) };
+  const match = /^(\[[^\]]*\]|[^:]*):([^:]*)$/.exec(text);
+  if (match === null) {
+    throw new UsageError(
+      `Cannot parse ${flag} "${text}": must be HOST:PORT, [IPv6]:PORT, PORT or unix:PATH`,
+    );
+  }
+  return { hostname: parseHost(match[1], flag), port: parsePort(match[2], flag) };
+}
+
+/** One narration line per event (a failure's error names the upstream already). */
+export function narrate(event: RelayEvent): string {
+  const client = formatAddr(event.client);
+  switch (event.type) {
+    case "open":
+      return `relaying ${client} to ${formatAddr(event.upstream)}${
+        event.alpn ? ` (ALPN ${event.alpn})` : ""
+      }`;
+    case "refused":
+      return `refusing ${client}: too many connections`;
+    case "failed":
+      return event.during === "handshake"
+        ? `${client}: TLS handshake failed: ${describeError(event.error)}`
+        : `${client}: cannot relay: ${describeError(event.error)}`;
+    case "close": {
+      const why = event.reason === "eof"
+        ? ""
+        : event.reason === "error" && event.error !== undefined
+        ? ` (${describeError(event.error)})`
+        : ` (${event.reason === "stop" ? "relay stopping" : event.reason})`;
+      return `closed ${client}${why}: ${event.toUpstream} bytes to upstream, ${event.toClient} back`;
+    }
+  }
+}
+
+/**
+ * What `-x` prints for a relayed chunk: `CLIENT > UPSTREAM` (to the upstream) or `CLIENT <
+ * UPSTREAM` (back), the byte count, then the bytes in the layout of `xxd`, offsets counted in
+ * that direction's stream (as socat's `-x` counts them).
+ */
+export function hexLines({ client, upstream, from, bytes }: RelayData): string {
+  const arrow = from === client ? ">" : "<";
+  const dump = hexDump(bytes, { offset: from.bytesIn - bytes.length });
+  return `${formatAddr(client.peer)} ${arrow} ${
+    formatAddr(upstream.peer)
+  }: ${bytes.length} bytes\n${dump.slice(0, -1)}`;
+}
+
+/** The same event as one line of JSON in the collection's schema. */
+export function toJson(event: RelayEvent, upstream: string): string {
+  switch (event.type) {
+    case "open":
+      return formatJsonEvent("open", {
+        peer: event.client,
+        upstream: formatAddr(event.upstream),
+        ...(event.alpn && { alpn: event.alpn }),
+      });
+    case "refused":
+      return formatJsonEvent("refused", { peer: event.client });
+    case "failed":
+      return formatJsonEvent("failed", {
+        peer: event.client,
+        upstream,
+        during: event.during,
+        error: describeError(event.error),
+      });
+    case "close":
+      return formatJsonEvent("close", {
+        peer: event.client,
+        ...(event.upstream && { upstream: formatAddr(event.upstream) }),
+        bytes: event.toUpstream + event.toClient,
+        bytes_to_upstream: event.toUpstream,
+        bytes_to_client: event.toClient,
+        reason: event.reason,
+        ...(event.error !== undefined && { error: describeError(event.error) }),
+      });
+  }
+}
+
+const USAGE = `Usage: tcp_relay.ts [options]
+
+socat's TCP-LISTEN,fork TCP:HOST:PORT: relays every connection to its own upstream connection,
+both ways, with back-pressure and half-close, all on one event loop.
+
+Addresses are HOST:PORT, [IPv6]:PORT, PORT (on 127.0.0.1) or unix:PATH.
+
+Options:
+  --listen ADDR                 where to accept connections          [default: 127.0.0.1:9000]
+  -p, --port PORT               port to listen on, 0 for any free port (overrides --listen's)
+  --to ADDR                     where to relay each connection       [default: 127.0.0.1:10000]
+  --connect-timeout DURATION    give up on an upstream connect (and TLS handshake) [default: 10s]
+  --tls                         terminate TLS, with --cert FILE and --key FILE (PEM)
+  --alpn P1,P2                  ALPN protocols to offer clients with --tls (repeatable)
+  --to-tls                      connect to the upstream with TLS
+  --ca FILE                     --to-tls: also trust this CA (PEM)
+  --insecure                    --to-tls: skip the upstream's host name check (not the chain)
+  --to-alpn P1,P2               --to-tls: ALPN to offer when the client negotiated none
+  --max-connections N           relayed connections at once (each holds two sockets) [default: 10000]
+  --idle-timeout DURATION       close a relay with a side idle this long (5s, 2m) [default: never]
+  --high-water-mark SIZE        stop reading a side while SIZE bytes wait for the other [default: 64k]
+  --backlog N                   pending connections queued by the kernel [default: 511]
+  --handshake-timeout DURATION  close a TLS client that has not finished its handshake [default: 10s]
+  --grace DURATION              after a stop, time left to deliver what is queued [default: 5s]
+  -x, --hex                     print every relayed chunk as a hex dump (xxd's layout)
+  -q, --quiet                   print only the listening line and errors
+  --json                        print one JSON object per event (open, failed, refused, close)
+  -h, --help                    show this help
+  --version                     print the version
+
+With --tls and --to-tls, the upstream is offered the one ALPN protocol the client negotiated
+from --alpn, so both ends agree on it (or the upstream handshake fails and says so).
+
+Ctrl-C (SIGINT) or SIGTERM stops accepting, delivers what is queued each way, shuts down every
+connection's sending side (within --grace) and exits 0.
+
+Run:    deno run --allow-net=127.0.0.1:9000,127.0.0.1:10000 scripts/tcp_relay.ts
+Try it: deno task echo-server, then: nc 127.0.0.1 9000`;
+
+async function main(args: string[]): Promise<void> {
+  const flags = parseFlags(args, {
+    string: [
+      "listen",
+      "port",
+      "to",
+      "connect-timeout",
+      "max-connections",
+      "idle-timeout",
+      "high-water-mark",
+      "backlog",
+      "handshake-timeout",
+      "grace",
+      "cert",
+      "key",
+      "ca",
+    ],
+    boolean: ["quiet", "json", "tls", "to-tls", "insecure", "hex"],
+    collect: ["alpn", "to-alpn"],
+    alias: { p: "port", q: "quiet", x: "hex" },
+    usage: USAGE,
+  });
+  rejectTogether(flags, ["quiet", "json", "hex"]);
+  const listen = parseAddress(flags.listen ?? "127.0.0.1:9000", "--listen");
+  if (flags.port !== undefined) {
+    if (listen.path !== undefined) throw new UsageError(`Flag "--port" needs a TCP --listen`);
+    listen.port = parsePort(flags.port);
+  }
+  const to = parseAddress(flags.to ?? "127.0.0.1:10000", "--to");
+  if (to.path === undefined && to.port === 0) throw new UsageError(`Cannot relay to port 0`);
+  if (listen.path !== undefined && flags.tls) {
+    throw new UsageError(`Flag "--tls" needs a TCP --listen (TLS runs over TCP only)`);
+  }
+  if (to.path !== undefined && flags["to-tls"]) {
+    throw new UsageError(`Flag "--to-tls" needs a TCP --to (TLS runs over TCP only)`);
+  }
+  if (!flags["to-tls"]) {
+    for (const name of ["ca", "insecure", "to-alpn"] as const) {
+      const value = flags[name];
+      if (value === true || typeof value === "string" || (Array.isArray(value) && value.length)) {
+        throw new UsageError(`Flag "--${name}" needs "--to-tls"`);
+      }
+    }
+  }
+  const target = formatTarget(to);
+  const options: ServeRelayOptions = {
+    ...listen,
+    upstream: {
+      ...to,
+      timeout: parseDuration(flags["connect-timeout"] ?? "10s", "--connect-timeout"),
+      tls: await clientTlsFromFlags({
+        tls: flags["to-tls"],
+        ca: flags.ca,
+        insecure: flags.insecure,
+        alpn: flags["to-alpn"],
+      }),
+    },
+    maxConnections: parseCount(flags["max-connections"] ?? "10000", "--max-connections"),
+    idleTimeout: flags["idle-timeout"] === undefined
+      ? undefined
+      : parseDuration(flags["idle-timeout"], "--idle-timeout"),
+    highWaterMark: parseSize(flags["high-water-mark"] ?? "64k", "--high-water-mark"),
+    backlog: parseCount(flags.backlog ?? "511", "--backlog", { max: 65535 }),
+    handshakeTimeout: parseDuration(flags["handshake-timeout"] ?? "10s", "--handshake-timeout"),
+    graceTimeout: parseDuration(flags.grace ?? "5s", "--grace", { allowZero: true }),
+    tls: await serverTlsFromFlags(flags),
+  };
+  // Every connection will need it: a missing permission is one error now, not one per client.
+  if (to.path !== undefined) requireUnixPath(to.path, `relay to ${target}`);
+  else requireNet(to.hostname, to.port, `relay to ${target}`);
+
+  let toUpstream = 0;
+  let toClient = 0;
+  using stop = stopSignal();
+  const server = await serveRelay({
+    ...options,
+    signal: stop.signal,
+    onRelayEvent(event) {
+      if (event.type === "close") {
+        toUpstream += event.toUpstream;
+        toClient += event.toClient;
+      }
+      if (flags.json) return printLine(toJson(event, target));
+      // A client that got no upstream is an error worth a line even with --quiet.
+      if (event.type === "failed") return printError(narrate(event));
+      if (!flags.quiet) printLine(narrate(event));
+    },
+    onRelayData: flags.hex ? (data) => printLine(hexLines(data)) : undefined,
+    onAcceptError: (report) => printError(`tcp_relay: ${describeAcceptError(report)}`),
+  });
+  printError(`Listening on ${formatAddr(server.addr)}`);
+  if (!flags.quiet && !flags.json) printError(`relaying each connection to ${target}`);
+  await server.finished;
+  const { total } = server.relays;
+  const { dropped } = server.stats;
+  if (dropped > 0) printError(`tcp_relay: the stop dropped ${dropped} bytes it could not deliver`);
+  if (!flags.quiet && !flags.json) {
+    const connections = total === 1 ? "1 connection" : `${total} connections`;
+    printError(
+      `stopped after ${connections}: ${toUpstream} bytes to upstream, ${toClient} bytes back`,
+    );
+  }
+}
+
+if (import.meta.main) runMain("tcp_relay", () => main(Deno.args));
