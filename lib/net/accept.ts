@@ -8,6 +8,11 @@
  * - running out of something (EMFILE, ENFILE, ENOBUFS, ENOMEM), or anything not known, backs off
  *   (5 ms doubling to 1 s, as Go's `net/http` does) and accepts again by itself;
  * - reports are limited to one a second per kind, with a count of what was not reported.
+ *
+ * A connection limit belongs before the accept (`hasRoom`), not after it: a TLS connection that
+ * Deno has accepted keeps its socket until the peer says hello or hangs up, whatever the server
+ * does (lib/net/handshake.ts), so accept-and-close does not bound the descriptors silent TLS
+ * clients hold; leaving them in the kernel's backlog does.
  * @module
  */
 import { describeError } from "../errors.ts";
@@ -35,6 +40,13 @@ export interface AcceptLoopOptions {
   onError?: (report: AcceptErrorReport) => void;
   /** Ends the loop (and any back-off pause) when aborted; closing the listener also ends it. */
   signal?: AbortSignal;
+  /**
+   * Whether the server has room for another connection. While it answers false the loop does
+   * not accept (new clients wait in the kernel's backlog, costing no descriptor) and asks again
+   * every {@linkcode ROOM_POLL_MS} ms; only `signal` ends that wait, so a server that uses it
+   * stops the loop with `signal`. @default {() => true}
+   */
+  hasRoom?: () => boolean;
 }
 
 /** The first pause after running out of descriptors or memory; it doubles up to the maximum. */
@@ -42,6 +54,8 @@ export const BACKOFF_MIN_MS = 5;
 /** The longest pause between accepts while resources are exhausted. */
 export const BACKOFF_MAX_MS = 1000;
 const REPORT_INTERVAL_MS = 1000;
+/** How often a full server asks `hasRoom` again. */
+export const ROOM_POLL_MS = 20;
 
 // errno values: resources the whole process has run out of.
 const EXHAUSTED = new Set([12, /* ENOMEM */ 23, /* ENFILE */ 24, /* EMFILE */ 105 /* ENOBUFS */]);
@@ -116,15 +130,48 @@ function osErrno(error: unknown): number | undefined {
  * accepted[0].close();
  * client.close();
  * ```
+ *
+ * @example A limit that leaves clients in the backlog while the server is full
+ * ```ts
+ * import { acceptLoop } from "./accept.ts";
+ * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const open = new Set<Deno.Conn>();
+ * const accepted = () => open.size;
+ * const stop = new AbortController();
+ * const loop = acceptLoop(listener, {
+ *   onConnection: (conn) => open.add(conn),
+ *   hasRoom: () => open.size < 1,
+ *   signal: stop.signal,
+ * });
+ * const port = listener.addr.port;
+ * const first = await Deno.connect({ hostname: "127.0.0.1", port });
+ * const second = await Deno.connect({ hostname: "127.0.0.1", port }); // waits in the backlog
+ * while (accepted() === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+ * await new Promise((resolve) => setTimeout(resolve, 50));
+ * if (accepted() !== 1) throw new Error(`accepted ${accepted()} past the limit`);
+ * for (const conn of open) conn.close();
+ * open.clear(); // room again: the second is accepted
+ * while (accepted() === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+ * stop.abort();
+ * listener.close();
+ * await loop;
+ * for (const conn of open) conn.close();
+ * first.close();
+ * second.close();
+ * ```
  */
 export async function acceptLoop(
   listener: { accept(): Promise<Deno.Conn> },
   options: AcceptLoopOptions,
 ): Promise<void> {
-  const { onConnection, signal } = options;
+  const { onConnection, signal, hasRoom } = options;
   const reporter = new RateLimitedReporter(options.onError);
   let backoffMs = 0;
   while (!signal?.aborted) {
+    if (hasRoom !== undefined && !hasRoom()) {
+      await pause(ROOM_POLL_MS, signal);
+      continue;
+    }
     let conn: Deno.Conn;
     try {
       conn = await listener.accept();

@@ -10,9 +10,11 @@
  * What this module does instead: at the deadline the server stops waiting (no stop is delayed
  * by a silent client) and {@linkcode closeConn} *parks* the connection — it leaves the server,
  * but its handshake stays pending and it is counted by {@linkcode lingeringTlsConnections} until
- * the peer acts; then it is closed for real. `--max-connections` counts parked connections, so
- * the descriptors a server holds stay bounded. {@linkcode closeLingering} closes what is left
- * when a server stops.
+ * the peer acts; then it is closed for real. A TLS connection refused at accept lingers the same
+ * way (Deno starts the handshake at accept) and is parked and counted too. `--max-connections`
+ * counts parked connections, but only a server that stops accepting while it is full
+ * (`hasRoom` of lib/net/accept.ts) keeps the descriptors bounded: accept-and-close cannot refuse
+ * a silent TLS client. {@linkcode closeLingering} closes what is left when a server stops.
  * @module
  */
 import { closeQuietly } from "../io.ts";
@@ -67,8 +69,8 @@ function track(conn: Deno.TlsConn): Handshake {
 }
 
 /**
- * Closes `conn`, or parks it while its TLS handshake is pending (see the module documentation);
- * safe to call twice.
+ * Closes `conn`, or parks it while its TLS handshake is pending (see the module documentation),
+ * whether or not {@linkcode handshakeWithDeadline} was called for it; safe to call twice.
  *
  * @example
  * ```ts
@@ -81,7 +83,10 @@ function track(conn: Deno.TlsConn): Handshake {
  * ```
  */
 export function closeConn(conn: Deno.Conn): void {
-  const handshake = handshakes.get(conn);
+  // A TLS connection closed before anyone waited for its handshake (one refused at a limit)
+  // lingers just the same: Deno starts the handshake at accept. Track it so that it is counted.
+  const handshake = handshakes.get(conn) ??
+    ("handshake" in conn ? track(conn as Deno.TlsConn) : undefined);
   if (handshake !== undefined && !handshake.settled) {
     parked.add(conn);
     return;
@@ -105,7 +110,8 @@ export function lingeringTlsConnections(): number {
 
 /**
  * Closes every parked connection as far as Deno allows (their sockets go when the process
- * exits), for a server that stops.
+ * exits), for a server that stops. Call it after the stop's last {@linkcode closeConn} (the one
+ * at the end of the grace period too): a connection parked later keeps its reads in flight.
  *
  * @example
  * ```ts

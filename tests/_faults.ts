@@ -1,0 +1,1014 @@
+/**
+ * Test fixture for the fault-injection suite (`tests/fault_*_test.ts`): start a server as a real
+ * subprocess (behind a wrapper that changes its limits or its stdout before `exec`, so the pid
+ * stays the server's), watch its state through `/proc` and `ss` instead of sleeping, attack it
+ * with raw peers (python3 where Deno cannot express the fault: `SO_LINGER` 0, a non-UTF-8
+ * abstract Unix address, half a ClientHello), and check that it still serves a fresh client.
+ * @module
+ */
+import { assert, assertEquals, assertLess } from "@std/assert";
+import { hasPeer } from "./_process.ts";
+import type { TestCertificates } from "./_tls.ts";
+
+const ROOT = new URL("../", import.meta.url).pathname;
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** How a server is talked to: what "a fresh client is served" means for it. */
+export type ServerKind = "echo" | "greeting" | "http" | "datagram" | "broker";
+
+/** One server under attack. */
+export interface ServerSpec {
+  /** The file under `scripts/`. */
+  readonly script: string;
+  readonly kind: ServerKind;
+  /** Flags that make it print nothing per event (empty when it has none or it must log). */
+  readonly quiet: readonly string[];
+  /** Hosts it needs net access to besides where it listens. */
+  readonly alsoNet?: readonly string[];
+  /** A relay: it listens with `--listen ADDR` and relays to an echo server (`--to`) that the
+   * fixture starts, so that to its clients it is an echo server. */
+  readonly relay?: boolean;
+}
+
+/** scripts/echo_server.ts */
+export const ECHO: ServerSpec = { script: "echo_server.ts", kind: "echo", quiet: ["--quiet"] };
+/** scripts/tcp_server.ts */
+export const GREETING: ServerSpec = {
+  script: "tcp_server.ts",
+  kind: "greeting",
+  quiet: ["--quiet"],
+};
+/** scripts/http2_server.ts: its HTTP engine runs on a private loopback port. */
+export const HTTP2: ServerSpec = {
+  script: "http2_server.ts",
+  kind: "http",
+  quiet: ["--quiet"],
+  alsoNet: ["127.0.0.1"],
+};
+/** scripts/udp_receive.ts: logs every datagram, the only sign that it received one. */
+export const UDP: ServerSpec = { script: "udp_receive.ts", kind: "datagram", quiet: [] };
+/** scripts/chat_server.ts, in its default broker mode. */
+export const CHAT: ServerSpec = { script: "chat_server.ts", kind: "broker", quiet: ["--quiet"] };
+/** scripts/tcp_relay.ts, in front of an echo_server.ts. */
+export const RELAY: ServerSpec = {
+  script: "tcp_relay.ts",
+  kind: "echo",
+  quiet: ["--quiet"],
+  relay: true,
+};
+
+function exists(spec: ServerSpec): boolean {
+  try {
+    return Deno.statSync(`${ROOT}scripts/${spec.script}`).isFile;
+  } catch {
+    return false;
+  }
+}
+
+/** The servers that accept connections (chat_server.ts and tcp_relay.ts once they exist). */
+export const STREAM_SERVERS: readonly ServerSpec[] = [ECHO, GREETING, HTTP2, CHAT, RELAY]
+  .filter(exists);
+/** Every server. */
+export const ALL_SERVERS: readonly ServerSpec[] = [...STREAM_SERVERS, UDP];
+
+/** Where a server listens: a loopback host (port 0), or a Unix socket path. */
+export type Endpoint = { hostname: string } | { path: string };
+
+/** Options for {@linkcode FaultServer.start}. */
+export interface StartOptions {
+  /** @default {{ hostname: "127.0.0.1" }} */
+  endpoint?: Endpoint;
+  /** Flags after the endpoint's; the spec's quiet flags are added unless `verbose`. */
+  args?: string[];
+  /** Keep the per-event log. @default {false} */
+  verbose?: boolean;
+  /** Extra Deno permissions, e.g. `--allow-read` for a file a flag names. */
+  permissions?: string[];
+  /** Serve TLS with these certificates. */
+  tls?: TestCertificates;
+  /** A command that sets something up and `exec`s the rest (`prlimit --nofile=64:64 --`). */
+  wrapper?: string[];
+  /** `stall`: nobody reads stdout until {@linkcode FaultServer.unstall}; `elsewhere`: the
+   * wrapper sent it somewhere else (`>/dev/full`). @default {"collect"} */
+  stdout?: "collect" | "stall" | "elsewhere";
+  /** Extra environment variables. */
+  env?: Record<string, string>;
+}
+
+/** How a server ended. */
+export interface ServerResult {
+  code: number;
+  signal: Deno.Signal | null;
+  stdout: string;
+  stderr: string;
+  /** From the stop signal to the exit. */
+  elapsedMs: number;
+}
+
+/** A stream's text as it arrives, with waits for a line. */
+class Collector {
+  text = "";
+  #changed = Promise.withResolvers<void>();
+  readonly done: Promise<void>;
+
+  constructor(stream: ReadableStream<Uint8Array>) {
+    this.done = this.#collect(stream);
+  }
+
+  async #collect(stream: ReadableStream<Uint8Array>): Promise<void> {
+    try {
+      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+        this.text += chunk;
+        this.#wake();
+      }
+    } finally {
+      this.#wake();
+    }
+  }
+
+  #wake(): void {
+    this.#changed.resolve();
+    this.#changed = Promise.withResolvers<void>();
+  }
+
+  get changed(): Promise<void> {
+    return this.#changed.promise;
+  }
+}
+
+/** Polls `condition` (a state, never a duration) every 10 ms until it holds or time runs out. */
+export async function waitUntil(
+  condition: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 10_000,
+): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!await condition()) {
+    if (performance.now() > deadline) throw new Error(`Timed out after ${timeoutMs} ms: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** A fresh client got no answer at all: closed, reset, or refused at a limit. */
+class Refused extends Error {}
+
+/** A server under test, running as a subprocess; `await using` kills it if still running. */
+export class FaultServer implements AsyncDisposable {
+  readonly spec: ServerSpec;
+  readonly child: Deno.ChildProcess;
+  readonly pid: number;
+  readonly stderr: Collector;
+  readonly tls: TestCertificates | undefined;
+  /** A relay's echo server. */
+  readonly upstream: FaultServer | undefined;
+  #stdout: Collector | null = null;
+  #ended = false;
+  #status: Promise<Deno.CommandStatus>;
+  /** `127.0.0.1:PORT`, `[::1]:PORT` or `unix:PATH`, as python3 peers take it. */
+  target = "";
+  hostname = "127.0.0.1";
+  port = 0;
+  path: string | undefined;
+  #freshClients = 0;
+
+  private constructor(
+    spec: ServerSpec,
+    child: Deno.ChildProcess,
+    tls?: TestCertificates,
+    upstream?: FaultServer,
+  ) {
+    this.spec = spec;
+    this.upstream = upstream;
+    this.child = child;
+    this.pid = child.pid;
+    this.tls = tls;
+    this.stderr = new Collector(child.stderr);
+    this.#status = child.status.finally(() => this.#ended = true);
+  }
+
+  /** Starts `spec` and waits for its `Listening on` line. */
+  static async start(spec: ServerSpec, options: StartOptions = {}): Promise<FaultServer> {
+    const endpoint = options.endpoint ?? { hostname: "127.0.0.1" };
+    const upstream = spec.relay ? await FaultServer.start(ECHO) : undefined;
+    const net = ["path" in endpoint ? `unix:${endpoint.path}` : bracket(endpoint.hostname)];
+    const args: string[] = [];
+    const permissions: string[] = [];
+    if (upstream !== undefined) {
+      const listen = "path" in endpoint ? `unix:${endpoint.path}` : `${net[0]}:0`;
+      args.push("--listen", listen, "--to", upstream.target);
+      net.push(upstream.hostname);
+    } else if ("path" in endpoint) {
+      args.push("--unix", endpoint.path);
+    } else {
+      args.push("--host", endpoint.hostname, "--port", "0");
+    }
+    const read: string[] = [];
+    if ("path" in endpoint) read.push(endpoint.path);
+    if (options.tls) {
+      const { certFile, keyFile } = options.tls;
+      args.push(...await tlsFlags(spec), "--cert", certFile, "--key", keyFile);
+      read.push(certFile, keyFile);
+    }
+    for (const host of spec.alsoNet ?? []) if (!net.includes(host)) net.push(host);
+    permissions.push(`--allow-net=${net.join(",")}`);
+    if (read.length > 0) permissions.push(`--allow-read=${read.join(",")}`);
+    if ("path" in endpoint) permissions.push(`--allow-write=${endpoint.path}`);
+    permissions.push(...options.permissions ?? []);
+    if (!options.verbose) args.push(...spec.quiet);
+    args.push(...options.args ?? []);
+    const deno = [Deno.execPath(), "run", ...permissions, `${ROOT}scripts/${spec.script}`, ...args];
+    const [program, ...rest] = [...options.wrapper ?? [], ...deno];
+    const child = new Deno.Command(program, {
+      args: rest,
+      cwd: ROOT,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1", ...options.env },
+    }).spawn();
+    const server = new FaultServer(spec, child, options.tls, upstream);
+    if ((options.stdout ?? "collect") === "collect") server.unstall();
+    try {
+      const [, address] = await server.waitForStderr(/^Listening on (.+)$/m);
+      server.#parseAddress(address);
+    } catch (error) {
+      await server[Symbol.asyncDispose]();
+      throw error;
+    }
+    return server;
+  }
+
+  #parseAddress(address: string): void {
+    if (address.startsWith("unix:")) {
+      this.path = address.slice("unix:".length);
+      this.target = address;
+      return;
+    }
+    const match = /^\[?([^\]]*)\]?:(\d+)$/.exec(address);
+    if (!match) throw new Error(`Cannot read the address in "Listening on ${address}"`);
+    [this.hostname, this.port] = [match[1], Number(match[2])];
+    this.target = address;
+  }
+
+  /** Whether the process has ended. */
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /** stdout so far ("" while stalled). */
+  get stdout(): string {
+    return this.#stdout?.text ?? "";
+  }
+
+  /** Starts reading stdout (a stalled reader that comes back). */
+  unstall(): void {
+    this.#stdout ??= new Collector(this.child.stdout);
+  }
+
+  /** Waits for a stderr line that matches. */
+  waitForStderr(pattern: RegExp, timeoutMs = 10_000): Promise<RegExpMatchArray> {
+    return this.#waitFor(this.stderr, pattern, timeoutMs);
+  }
+
+  /** Waits for a stdout line that matches. */
+  waitForStdout(pattern: RegExp, timeoutMs = 10_000): Promise<RegExpMatchArray> {
+    if (this.#stdout === null) throw new Error("stdout is stalled");
+    return this.#waitFor(this.#stdout, pattern, timeoutMs);
+  }
+
+  async #waitFor(collector: Collector, pattern: RegExp, timeoutMs: number) {
+    const deadline = performance.now() + timeoutMs;
+    while (true) {
+      const text = collector.text.slice(0, collector.text.lastIndexOf("\n") + 1);
+      const match = text.match(pattern);
+      if (match) return match;
+      const left = deadline - performance.now();
+      if (this.#ended || left <= 0) {
+        await Promise.race([this.#status, new Promise((r) => setTimeout(r, 200))]);
+        const why = this.#ended ? "the server exited" : `${timeoutMs} ms passed`;
+        throw new Error(`No line matching ${pattern} (${why}):\n${this.describe()}`);
+      }
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        collector.changed,
+        this.#status,
+        new Promise((resolve) => timer = setTimeout(resolve, left)),
+      ]);
+      clearTimeout(timer);
+    }
+  }
+
+  /** What it printed so far, for assertion messages. */
+  describe(): string {
+    const stdout = this.#stdout === null ? "(stalled)" : this.stdout.slice(-2000);
+    return `stdout:\n${stdout}\nstderr:\n${this.stderr.text.slice(-4000)}`;
+  }
+
+  /** Resident memory in KiB (`VmRSS` of /proc/PID/status). */
+  rssKiB(): number {
+    const status = Deno.readTextFileSync(`/proc/${this.pid}/status`);
+    return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)![1]);
+  }
+
+  /** Descriptors the process holds. */
+  openFds(): number {
+    return [...Deno.readDirSync(`/proc/${this.pid}/fd`)].length;
+  }
+
+  /** SIGSTOP, and wait until every thread is stopped. */
+  async freeze(): Promise<void> {
+    Deno.kill(this.pid, "SIGSTOP");
+    await waitUntil(() => {
+      for (const task of Deno.readDirSync(`/proc/${this.pid}/task`)) {
+        let stat: string;
+        try {
+          stat = Deno.readTextFileSync(`/proc/${this.pid}/task/${task.name}/stat`);
+        } catch {
+          continue; // a thread that ended meanwhile
+        }
+        if (stat.slice(stat.lastIndexOf(")") + 2)[0] !== "T") return false;
+      }
+      return true;
+    }, "the server stops on SIGSTOP");
+  }
+
+  /** SIGCONT. */
+  thaw(): void {
+    Deno.kill(this.pid, "SIGCONT");
+  }
+
+  /** Connections waiting in the listener's accept queue (`ss` Recv-Q), or null when not
+   * listening. */
+  async backlog(): Promise<number | null> {
+    const args = this.path === undefined
+      ? ["-ltnH", `sport = :${this.port}`]
+      : ["-lxH", "src", this.path];
+    const output = await new Deno.Command("ss", { args, stdout: "piped", stderr: "null" })
+      .output();
+    const line = decoder.decode(output.stdout).trim().split("\n")[0];
+    if (!line) return null;
+    const fields = line.split(/\s+/);
+    return Number(fields[this.path === undefined ? 1 : 2]);
+  }
+
+  /** Bytes waiting in a datagram server's receive queue (`ss` Recv-Q). */
+  async datagramQueue(): Promise<number> {
+    const args = this.path === undefined
+      ? ["-ulnH", `sport = :${this.port}`]
+      : ["-xaH", "src", this.path];
+    const output = await new Deno.Command("ss", { args, stdout: "piped", stderr: "null" })
+      .output();
+    const fields = decoder.decode(output.stdout).trim().split(/\s+/);
+    return Number(fields[this.path === undefined ? 1 : 2]);
+  }
+
+  /** Checks that a fresh client is served correctly (an echo compared byte for byte, the
+   * greeting, a 200 response, a datagram logged) within `timeoutMs`. A refusal (closed or reset
+   * before any answer: the server may not yet have seen that its attackers left) is tried
+   * again; a wrong answer fails at once. */
+  async servesFreshClient(timeoutMs = 10_000): Promise<void> {
+    const n = ++this.#freshClients;
+    const deadline = performance.now() + timeoutMs;
+    while (true) {
+      const left = deadline - performance.now();
+      try {
+        const what = `${this.spec.script} serves fresh client ${n}`;
+        return await withTimeout(this.#serveOne(n, left), left + 1000, what);
+      } catch (error) {
+        if (!(error instanceof Refused) || performance.now() > deadline || this.#ended) {
+          throw new Error(`Fresh client ${n} not served: ${error}\n${this.describe()}`);
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  async #serveOne(n: number, timeoutMs: number): Promise<void> {
+    switch (this.spec.kind) {
+      case "echo": {
+        const sent = pattern(64 * 1024, n);
+        const echoed = await this.#answer(sent, timeoutMs);
+        assertEquals(echoed.length, sent.length, `echo of fresh client ${n}`);
+        assert(echoed.every((byte, i) => byte === sent[i]), `echo of fresh client ${n} differs`);
+        return;
+      }
+      case "greeting": {
+        const text = decoder.decode(await this.#answer(new Uint8Array(0), timeoutMs));
+        assertEquals(text, "Thank you for connecting");
+        return;
+      }
+      case "http": {
+        const request = `GET /fresh-${n} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n`;
+        const text = decoder.decode(await this.#answer(encoder.encode(request), timeoutMs));
+        assert(text.startsWith("HTTP/1.1 200"), `fresh client ${n} got: ${text.slice(0, 200)}`);
+        assert(text.includes(`/fresh-${n}`), `fresh client ${n} got: ${text.slice(0, 400)}`);
+        return;
+      }
+      case "broker":
+        return await this.#broadcastOnce(n, timeoutMs);
+      case "datagram": {
+        const marker = `fresh-${n}-${crypto.randomUUID()}`;
+        await this.sendDatagram(encoder.encode(marker));
+        if (this.#stdout === null) {
+          // Without its log (stalled, or sent elsewhere), the receive queue emptying shows that
+          // it still reads.
+          await waitUntil(async () => await this.datagramQueue() === 0, "datagrams read");
+        } else {
+          await this.waitForStdout(new RegExp(marker), timeoutMs);
+        }
+        return;
+      }
+    }
+  }
+
+  /** Two fresh clients: what one sends reaches the other unchanged. The sender repeats its
+   * message until the receiver sees it, since nothing says when the receiver has joined. */
+  async #broadcastOnce(n: number, timeoutMs: number): Promise<void> {
+    let receiver: Deno.Conn, sender: Deno.Conn;
+    try {
+      receiver = await this.connect();
+      sender = await this.connect();
+    } catch (error) {
+      throw new Refused(`${error}`);
+    }
+    const message = `broadcast ${n} ${crypto.randomUUID()}\n`;
+    let heard = "";
+    let receiverDone = false;
+    const reading = (async () => {
+      const buffer = new Uint8Array(4096);
+      while (!heard.includes(message)) {
+        const got = await receiver.read(buffer);
+        if (got === null) break;
+        heard += decoder.decode(buffer.subarray(0, got));
+      }
+    })().catch(() => {}).finally(() => receiverDone = true);
+    try {
+      const deadline = performance.now() + timeoutMs;
+      while (!heard.includes(message)) {
+        if (receiverDone) throw new Refused(`the receiver was closed after "${heard}"`);
+        if (performance.now() > deadline) throw new Error(`the broadcast never arrived: ${heard}`);
+        try {
+          await writeAll(sender, encoder.encode(message));
+        } catch (error) {
+          throw new Refused(`${error}`);
+        }
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([reading, new Promise((resolve) => timer = setTimeout(resolve, 200))]);
+        clearTimeout(timer);
+      }
+      assertEquals(heard.replaceAll(message, ""), "", "the broker changed the bytes");
+    } finally {
+      receiver.close();
+      sender.close();
+      await reading;
+    }
+  }
+
+  /** {@linkcode exchange}, with a refusal (no answer at all) thrown as {@linkcode Refused}. */
+  async #answer(bytes: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+    let answer: Uint8Array;
+    try {
+      answer = await this.exchange(bytes, timeoutMs);
+    } catch (error) {
+      throw new Refused(`${error}`);
+    }
+    if (answer.length === 0) throw new Refused("closed without an answer");
+    return answer;
+  }
+
+  /** Opens a connection (TLS when the server serves it), as the fresh clients do. */
+  async connect(): Promise<Deno.Conn> {
+    if (this.path !== undefined) return await Deno.connect({ transport: "unix", path: this.path });
+    if (this.tls) {
+      return await Deno.connectTls({
+        hostname: this.hostname,
+        port: this.port,
+        caCerts: [this.tls.caCert],
+      });
+    }
+    return await Deno.connect({ hostname: this.hostname, port: this.port });
+  }
+
+  /** Opens a plain connection even to a TLS server: a client that never says hello. */
+  async connectPlain(timeoutMs = 5000): Promise<Deno.Conn> {
+    if (this.path !== undefined) return await Deno.connect({ transport: "unix", path: this.path });
+    const signal = AbortSignal.timeout(timeoutMs);
+    return await Deno.connect({ hostname: this.hostname, port: this.port, signal });
+  }
+
+  /** Connects, sends `bytes` while reading, half-closes, and returns all it read until EOF. */
+  async exchange(bytes: Uint8Array, timeoutMs = 10_000): Promise<Uint8Array> {
+    const conn = await this.connect();
+    const timer = setTimeout(() => conn.close(), timeoutMs);
+    try {
+      const reading = readToEnd(conn);
+      if (bytes.length > 0) await writeAll(conn, bytes);
+      await conn.closeWrite().catch(() => {});
+      return await reading;
+    } finally {
+      clearTimeout(timer);
+      try {
+        conn.close();
+      } catch { /* closed by the timer */ }
+    }
+  }
+
+  /** Sends one datagram to a datagram server. */
+  async sendDatagram(bytes: Uint8Array): Promise<void> {
+    if (this.path !== undefined) {
+      await python("dgram", this.target, hex(bytes));
+      return;
+    }
+    const socket = Deno.listenDatagram({ transport: "udp", hostname: this.hostname, port: 0 });
+    try {
+      await socket.send(bytes, { transport: "udp", hostname: this.hostname, port: this.port });
+    } finally {
+      socket.close();
+    }
+  }
+
+  /** Sends `signal` (none: null) and waits (at most `timeoutMs`, then SIGKILL) for the exit. */
+  async stop(signal: Deno.Signal | null = "SIGINT", timeoutMs = 10_000): Promise<ServerResult> {
+    const started = performance.now();
+    if (!this.#ended && signal !== null) this.child.kill(signal);
+    const timer = setTimeout(() => this.#kill(), timeoutMs);
+    try {
+      return await this.result(started);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Waits for the exit and returns what it printed. */
+  async result(since = performance.now()): Promise<ServerResult> {
+    const status = await this.#status;
+    const elapsedMs = performance.now() - since;
+    this.unstall();
+    await Promise.all([this.stderr.done, this.#stdout?.done]);
+    return {
+      code: status.code,
+      signal: status.signal,
+      stdout: this.stdout,
+      stderr: this.stderr.text,
+      elapsedMs,
+    };
+  }
+
+  #kill(): void {
+    if (this.#ended) return;
+    try {
+      Deno.kill(this.pid, "SIGCONT");
+      this.child.kill("SIGKILL");
+    } catch { /* it ended meanwhile */ }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.#kill();
+    await this.#status;
+    if (this.#stdout === null) await this.child.stdout.cancel();
+    await Promise.all([this.stderr.done, this.#stdout?.done]);
+    if (this.path !== undefined) await Deno.remove(this.path).catch(() => {});
+    await this.upstream?.[Symbol.asyncDispose]();
+  }
+}
+
+/**
+ * The checks after an attack: the server served a fresh client before it (so memory is
+ * measured warm), serves one after it, grew less than `maxGrowthMiB`, and exits 0 on SIGINT.
+ * Returns the final result for further checks.
+ */
+export async function survives(
+  server: FaultServer,
+  attack: () => Promise<void>,
+  options: { maxGrowthMiB?: number; exitCode?: number } = {},
+): Promise<ServerResult> {
+  await server.servesFreshClient();
+  const before = server.rssKiB();
+  await attack();
+  assert(!server.ended, `the server exited during the attack:\n${server.describe()}`);
+  await server.servesFreshClient();
+  const growthMiB = (server.rssKiB() - before) / 1024;
+  assertLess(growthMiB, options.maxGrowthMiB ?? 100, `memory grew by ${growthMiB} MiB`);
+  const result = await server.stop("SIGINT");
+  assertEquals(result.code, options.exitCode ?? 0, `exit code\n${server.describe()}`);
+  return result;
+}
+
+/** Starts `spec`, runs `attack`, and applies {@linkcode survives}'s checks. */
+export async function attackServer(
+  spec: ServerSpec,
+  options: StartOptions,
+  attack: (server: FaultServer) => Promise<void>,
+): Promise<ServerResult> {
+  await using server = await FaultServer.start(spec, options);
+  return await survives(server, () => attack(server));
+}
+
+/** A fresh socket path in a fresh directory; `await using` removes the directory. */
+export async function tempSocketPath(): Promise<{ path: string } & AsyncDisposable> {
+  const dir = await Deno.makeTempDir({ prefix: "deno-sockets-fault-" });
+  return {
+    path: `${dir}/server.sock`,
+    [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
+  };
+}
+
+function bracket(hostname: string): string {
+  return hostname.includes(":") ? `[${hostname}]` : hostname;
+}
+
+const tlsFlagCache = new Map<string, string[]>();
+
+/** The flag that turns TLS on besides `--cert`/`--key`: `--tls` where the help lists it. */
+async function tlsFlags(spec: ServerSpec): Promise<string[]> {
+  let flags = tlsFlagCache.get(spec.script);
+  if (flags === undefined) {
+    const { stdout } = await new Deno.Command(Deno.execPath(), {
+      args: ["run", `${ROOT}scripts/${spec.script}`, "--help"],
+      stdout: "piped",
+      stderr: "null",
+      env: { NO_COLOR: "1" },
+    }).output();
+    flags = /^\s*--tls\b/m.test(decoder.decode(stdout)) ? ["--tls"] : [];
+    tlsFlagCache.set(spec.script, flags);
+  }
+  return flags;
+}
+
+/** `size` bytes that differ from client to client and from offset to offset. */
+export function pattern(size: number, seed = 0): Uint8Array {
+  const bytes = new Uint8Array(size);
+  for (let i = 0; i < size; i++) bytes[i] = (i * 31 + seed * 7 + (i >> 8)) & 0xff;
+  return bytes;
+}
+
+/** Writes every byte of `bytes`. */
+export async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  let written = 0;
+  while (written < bytes.length) written += await conn.write(bytes.subarray(written));
+}
+
+/** Reads until EOF (a reset also ends it); returns what arrived. */
+export async function readToEnd(conn: Deno.Conn): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  const buffer = new Uint8Array(64 * 1024);
+  let total = 0;
+  while (true) {
+    let n: number | null;
+    try {
+      n = await conn.read(buffer);
+    } catch (error) {
+      if (error instanceof Deno.errors.BadResource || error instanceof Deno.errors.Interrupted) {
+        break;
+      }
+      throw error;
+    }
+    if (n === null) break;
+    chunks.push(buffer.slice(0, n));
+    total += n;
+  }
+  const all = new Uint8Array(total);
+  let at = 0;
+  for (const chunk of chunks) {
+    all.set(chunk, at);
+    at += chunk.length;
+  }
+  return all;
+}
+
+/** Rejects with `what` when `promise` takes longer than `ms`. */
+export async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms: ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([promise, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Lowercase hex, as the python3 peers take their payloads. */
+export function hex(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Whether python3 (the raw peer of most attacks) is installed; prints why tests skip if not. */
+export function hasPython(): boolean {
+  return hasPeer("python3");
+}
+
+/**
+ * The raw peers. Each command takes a target (`HOST:PORT`, `[::1]:PORT` or `unix:PATH`) and an
+ * optional hex payload, and says what it did on stdout.
+ */
+const PEERS = String.raw`
+import json, os, select, socket, ssl, struct, sys
+
+PATTERN = bytes(range(251)) * 1100
+
+def chunk_at(offset, size):
+    start = offset % 251
+    return PATTERN[start:start + size]
+
+def say(*words):
+    print(*words, flush=True)
+
+def dial(target, rcvbuf=0):
+    if target.startswith("unix:"):
+        family, address = socket.AF_UNIX, target[5:]
+    else:
+        host, port = target.rsplit(":", 1)
+        host = host.strip("[]")
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        address = (host, int(port))
+    s = socket.socket(family, socket.SOCK_STREAM)
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(10)
+    s.connect(address)
+    return s
+
+def reset(s):
+    # SO_LINGER on, 0 s: close() sends RST instead of FIN.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+
+def client_hello():
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    try:
+        tls.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return outgoing.read()
+
+def pump(s, data, on_sent, until):
+    """Sends data, then the pattern, reading and discarding echoes, until until() is true."""
+    s.setblocking(False)
+    pending, sent, eof = data, 0, False
+    while not until():
+        readable = [] if eof else [s]
+        r, w, _ = select.select(readable + [sys.stdin], [s], [], 0.5)
+        if s in r:
+            try:
+                eof = not s.recv(1 << 18)
+            except OSError:
+                eof = True
+        if s in w:
+            if not pending:
+                pending = chunk_at(sent, 65536)
+            try:
+                n = s.send(pending)
+                pending, sent = pending[n:], sent + n
+            except BlockingIOError:
+                pass
+            except OSError:
+                on_sent(sent, True)
+                return sent
+        on_sent(sent, False)
+    return sent
+
+def main(command, target, arg=""):
+    data = bytes.fromhex(arg)
+    if command == "reset":
+        # Connect, send the payload, reset.
+        s = dial(target)
+        s.sendall(data)
+        reset(s)
+        say("reset")
+    elif command == "connect-reset":
+        # Connect, wait for a line on stdin, reset.
+        s = dial(target)
+        s.sendall(data)
+        say("connected")
+        sys.stdin.readline()
+        reset(s)
+        say("reset")
+    elif command == "reset-reading":
+        # Send the payload and 1 MiB more as fast as the server takes it, and reset with the
+        # server still reading.
+        s = dial(target)
+        s.settimeout(2)
+        sent = 0
+        try:
+            s.sendall(data)
+            while sent < 1 << 20:
+                sent += s.send(chunk_at(sent, 65536))
+        except OSError:
+            pass
+        reset(s)
+        say("reset after", sent)
+    elif command == "reset-writing":
+        # Never read, with a small receive buffer, so that the server's writes stall; then reset.
+        # No payload: read one byte first (a greeting is being written). A payload: send it
+        # over and over until a send stays blocked 0.5 s (the server stopped reading because
+        # its own writes stall).
+        s = dial(target, rcvbuf=4096)
+        sent = 0
+        if not data:
+            s.recv(1)
+        else:
+            s.settimeout(0.5)
+            try:
+                while sent < 64 << 20:
+                    s.sendall(data)
+                    sent += len(data)
+            except socket.timeout:
+                pass
+            except OSError as error:
+                say("the server ended it early:", error)
+        reset(s)
+        say("reset after", sent)
+    elif command == "half-hello":
+        hello = client_hello()
+        s = dial(target)
+        s.sendall(hello[: len(hello) // 2])
+        reset(s)
+        say("reset after", len(hello) // 2, "of", len(hello))
+    elif command == "pump-reset":
+        # Keep sending (the payload, then the pattern); "sending" once 256 KiB are out; reset on
+        # a line on stdin.
+        s = dial(target)
+        told = [False]
+        def on_sent(sent, failed):
+            if not told[0] and (sent >= 1 << 18 or failed):
+                told[0] = True
+                say("sending")
+        stdin_ready = lambda: sys.stdin in select.select([sys.stdin], [], [], 0)[0]
+        pump(s, data, on_sent, stdin_ready)
+        sys.stdin.readline()
+        reset(s)
+        say("reset")
+    elif command == "echo-drain":
+        # Keep sending the pattern and reading the echo until the server's EOF; "sending" after
+        # 1 MiB. Then report what came back and whether it was intact.
+        s = dial(target)
+        s.setblocking(False)
+        sent = received = 0
+        intact, was_reset, told = True, False, False
+        while True:
+            r, w, _ = select.select([s], [s], [], 10)
+            if not r and not w:
+                say(json.dumps({"error": "stalled for 10 s"}))
+                return
+            if s in r:
+                try:
+                    got = s.recv(1 << 18)
+                except ConnectionResetError:
+                    was_reset = True
+                    break
+                if not got:
+                    break
+                if got != chunk_at(received, len(got)):
+                    intact = False
+                received += len(got)
+            if s in w:
+                try:
+                    sent += s.send(chunk_at(sent, 65536))
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    was_reset = True
+                    break
+                if not told and sent >= 1 << 20:
+                    told = True
+                    say("sending")
+        s.close()
+        say(json.dumps({"sent": sent, "received": received, "intact": intact, "reset": was_reset}))
+    elif command in ("odd-unix", "odd-unix-dgram"):
+        # A peer bound to an abstract name that is not UTF-8 and holds a terminal escape.
+        path = target[len("unix:"):]
+        kind = socket.SOCK_DGRAM if command == "odd-unix-dgram" else socket.SOCK_STREAM
+        s = socket.socket(socket.AF_UNIX, kind)
+        s.bind(b"\0\xff\x1b[2J-" + str(os.getpid()).encode())
+        if kind == socket.SOCK_DGRAM:
+            s.sendto(data, path)
+            say("sent")
+            return
+        s.settimeout(5)
+        s.connect(path)
+        reply = b""
+        try:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+            while True:
+                got = s.recv(65536)
+                if not got:
+                    break
+                reply += got
+        except OSError as error:
+            say("error", error)
+        say("reply", reply.hex())
+    elif command == "dgram":
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        s.sendto(data, target[len("unix:"):])
+        say("sent")
+    else:
+        raise SystemExit("unknown command " + command)
+
+main(*sys.argv[1:])
+`;
+
+/** Runs one raw peer command to completion; throws when it fails. Returns its stdout. */
+export async function python(command: string, target: string, payloadHex = ""): Promise<string> {
+  const { code, stdout, stderr } = await new Deno.Command("python3", {
+    args: ["-c", PEERS, command, target, payloadHex],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const out = decoder.decode(stdout);
+  if (code !== 0) {
+    throw new Error(
+      `python3 ${command} ${target} failed (${code}): ${out}${decoder.decode(stderr)}`,
+    );
+  }
+  return out;
+}
+
+/** A raw peer that runs on while the test acts: wait for its lines, poke it through stdin. */
+export class PythonPeer implements AsyncDisposable {
+  readonly child: Deno.ChildProcess;
+  readonly #stdout: Collector;
+  readonly #stderr: Collector;
+  readonly #status: Promise<Deno.CommandStatus>;
+
+  constructor(command: string, target: string, payloadHex = "") {
+    this.child = new Deno.Command("python3", {
+      args: ["-c", PEERS, command, target, payloadHex],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.#stdout = new Collector(this.child.stdout);
+    this.#stderr = new Collector(this.child.stderr);
+    this.#status = this.child.status;
+  }
+
+  /** Waits for a stdout line that matches. */
+  async waitFor(pattern: RegExp, timeoutMs = 10_000): Promise<RegExpMatchArray> {
+    let ended = false;
+    this.#status.finally(() => ended = true);
+    const deadline = performance.now() + timeoutMs;
+    while (true) {
+      const match = this.#stdout.text.match(pattern);
+      if (match) return match;
+      if (ended || performance.now() > deadline) {
+        throw new Error(
+          `python3 peer: no line matching ${pattern}: ${this.#stdout.text}${this.#stderr.text}`,
+        );
+      }
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        this.#stdout.changed,
+        this.#status,
+        new Promise((r) => timer = setTimeout(r, deadline - performance.now())),
+      ]);
+      clearTimeout(timer);
+    }
+  }
+
+  /** Writes a line to its stdin. */
+  async poke(): Promise<void> {
+    const writer = this.child.stdin.getWriter();
+    try {
+      await writer.write(encoder.encode("go\n"));
+    } finally {
+      writer.releaseLock();
+    }
+  }
+
+  /** Waits for the exit (killed after `timeoutMs`); returns its stdout. */
+  async finish(timeoutMs = 15_000): Promise<string> {
+    const timer = setTimeout(() => this.#kill(), timeoutMs);
+    try {
+      const status = await this.#status;
+      await Promise.all([this.#stdout.done, this.#stderr.done]);
+      if (!status.success) {
+        throw new Error(`python3 peer failed: ${this.#stdout.text}${this.#stderr.text}`);
+      }
+      return this.#stdout.text;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  #kill(): void {
+    try {
+      this.child.kill("SIGKILL");
+    } catch { /* ended */ }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.child.stdin.close().catch(() => {});
+    this.#kill();
+    await this.#status;
+    await Promise.all([this.#stdout.done, this.#stderr.done]);
+  }
+}
