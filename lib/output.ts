@@ -124,7 +124,15 @@ export class OutputQueue {
   #enqueue(bytes: Uint8Array): void {
     this.#chunks.push(bytes);
     this.#queued += bytes.length;
-    this.#pump ??= this.#drain().finally(() => this.#pump = null);
+    this.#start();
+  }
+
+  #start(): void {
+    this.#pump ??= this.#drain().finally(() => {
+      this.#pump = null;
+      // A line queued while the last write was finishing would otherwise wait for the next one.
+      if (this.#chunks.length > 0 && !this.stats.closed) this.#start();
+    });
   }
 
   async #drain(): Promise<void> {

@@ -35,7 +35,7 @@ import {
   serveRelay,
   type ServeRelayOptions,
 } from "../lib/mux/mod.ts";
-import { describeAcceptError } from "../lib/net/accept.ts";
+import { describeAcceptError, isExhaustion } from "../lib/net/accept.ts";
 import { requireNet, requireUnixPath } from "../lib/permissions.ts";
 import { clientTlsFromFlags, serverTlsFromFlags } from "../lib/tls.ts";
 
@@ -251,6 +251,7 @@ async function main(args: string[]): Promise<void> {
   let toUpstream = 0;
   let toClient = 0;
   using stop = stopSignal();
+  let exhausted = 0, exhaustedReported = -Infinity;
   const server = await serveRelay({
     ...options,
     signal: stop.signal,
@@ -260,8 +261,18 @@ async function main(args: string[]): Promise<void> {
         toClient += event.toClient;
       }
       if (flags.json) return printLine(toJson(event, target));
-      // A client that got no upstream is an error worth a line even with --quiet.
-      if (event.type === "failed") return printError(narrate(event));
+      // A client that got no upstream is an error worth a line even with --quiet; running out
+      // of descriptors fails every client alike, so that is said once a second.
+      if (event.type === "failed") {
+        if (!isExhaustion(event.error)) return printError(narrate(event));
+        const now = performance.now();
+        exhausted++;
+        if (now - exhaustedReported < 1000) return;
+        const times = exhausted > 1 ? ` (${exhausted} clients since the last report)` : "";
+        exhaustedReported = now;
+        exhausted = 0;
+        return printError(narrate(event) + times);
+      }
       if (!flags.quiet) printLine(narrate(event));
     },
     onRelayData: flags.hex ? (data) => printLine(hexLines(data)) : undefined,

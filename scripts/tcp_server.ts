@@ -111,7 +111,7 @@ export async function serveGreeting(options: GreetingServerOptions = {}): Promis
   };
   options.signal?.addEventListener("abort", close, { once: true });
   if (options.signal?.aborted) close();
-  const finished = serve(listener, options, close).finally(() => {
+  const finished = serve(listener, options, close, stop.signal).finally(() => {
     options.signal?.removeEventListener("abort", close);
   });
   return { addr: listener.addr, finished, close };
@@ -121,16 +121,22 @@ async function serve(
   listener: { accept(): Promise<Deno.Conn> },
   options: GreetingServerOptions,
   close: () => void,
+  stopped: AbortSignal,
 ): Promise<void> {
   const message = options.message ?? "Thank you for connecting";
   const greeting = typeof message === "string" ? new TextEncoder().encode(message) : message;
   const { count = Infinity, maxConnections = 1000, timeout = 10_000 } = options;
   const greetings = new Set<Promise<void>>();
   let accepted = 0;
+  const hasRoom = () => greetings.size + lingeringTlsConnections() < maxConnections;
   await acceptLoop(listener, {
     onError: options.onAcceptError,
+    // A TLS connection accepted and closed keeps its socket until the peer acts (Deno 2.9, see
+    // lib/net/handshake.ts): with TLS, clients beyond the limit wait in the kernel's backlog.
+    hasRoom: options.tls ? hasRoom : undefined,
+    signal: stopped,
     onConnection(conn) {
-      if (greetings.size + lingeringTlsConnections() >= maxConnections) return closeConn(conn);
+      if (!hasRoom()) return closeConn(conn);
       accepted++;
       options.onConnection?.(conn.remoteAddr, conn.localAddr);
       // Greet without awaiting, so a slow client never holds up the next accept.

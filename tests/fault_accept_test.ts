@@ -13,7 +13,6 @@ import {
   hex,
   python,
   PythonPeer,
-  RELAY,
   STREAM_SERVERS,
   survives,
   tempSocketPath,
@@ -115,10 +114,7 @@ const EXHAUSTED = /Too many open files|EMFILE/;
 for (const spec of STREAM_SERVERS) {
   Deno.test({
     name: `${spec.script} recovers after running out of file descriptors`,
-    // KNOWN: tcp_relay.ts recovers, but prints one "cannot relay: …: Too many open files" line
-    // per client whose upstream connect failed (82 lines in 2.5 s with 100 clients under 64
-    // descriptors), not about one a second, owned by scripts/tcp_relay.ts.
-    ignore: !hasPeer("prlimit") || spec === RELAY,
+    ignore: !hasPeer("prlimit"),
     async fn() {
       // tcp_server's own backlog of 5 would keep most clients out of the kernel's queue.
       const args = spec === GREETING ? ["--backlog", "200"] : [];

@@ -81,10 +81,17 @@ export class EventSource implements AsyncIterable<MuxEvent> {
     this.#queue.end();
   }
 
-  /** Accepts connections until the listener is closed (lib/net's one accept loop). */
-  accept(listener: { accept(): Promise<Deno.Conn> }): void {
+  /**
+   * Accepts connections until the listener is closed or `signal` aborts (lib/net's one accept
+   * loop); while `hasRoom` says no, new connections wait in the kernel's backlog.
+   */
+  accept(
+    listener: { accept(): Promise<Deno.Conn> },
+    options: { hasRoom?: () => boolean; signal?: AbortSignal } = {},
+  ): void {
     this.#pending++;
     acceptLoop(listener, {
+      ...options,
       onConnection: (conn) => this.#queue.push({ type: "accepted", conn }),
       onError: (report) => this.#queue.push({ type: "acceptError", report }),
     }).finally(() => {

@@ -35,6 +35,9 @@ export interface Decision {
   /** The peer ended its sending side. Without this hook: `mux.end(conn)` (write what is queued,
    * then close), as an echo server does after a half-close. */
   onEnd?(mux: Multiplexer, conn: ConnView): void;
+  /** Whether a new client may come in now, for a decision that keeps its own limit (a relay
+   * counts pairs); with TLS, clients wait in the kernel's backlog while it says no. */
+  hasRoom?(mux: Multiplexer): boolean;
   /** The connection was closed, for `reason` (and with `error` when it failed). */
   onClose?(mux: Multiplexer, conn: ConnView, reason: CloseReason, error?: unknown): void;
 }
@@ -106,6 +109,9 @@ export interface Acceptor {
   accept(): Promise<Deno.Conn>;
   /** Stops accepting. */
   close(): void;
+  /** Whether connections speak TLS (a `ServerListener` says); the limit is then kept before
+   * the accept. */
+  readonly tls?: boolean;
 }
 
 // The idle sweep runs IDLE_TICKS times per idleTimeout, so a connection is closed after idling
@@ -163,6 +169,8 @@ export class Multiplexer {
   #stopping = false;
   #ticker: ReturnType<typeof setInterval> | undefined;
   #grace: ReturnType<typeof setTimeout> | undefined;
+  /** Ends the accept loop at a stop, also while it waits for room. */
+  #acceptStop = new AbortController();
   /** The connection whose bytes a decision is handling: `send` may write views of its buffer. */
   #lender: ConnState | null = null;
 
@@ -201,7 +209,14 @@ export class Multiplexer {
       const every = Math.max(1, this.#idleTimeout / IDLE_TICKS);
       this.#ticker = setInterval(() => events.push({ type: "tick" }), every);
     }
-    events.accept(listener);
+    // A TLS connection accepted and closed keeps its socket until the peer acts (Deno 2.9, see
+    // lib/net/handshake.ts), so for TLS the limit is kept before the accept: beyond it, clients
+    // wait in the kernel's backlog. A TCP or Unix connection over the limit is closed at once.
+    const tls = "tls" in listener && listener.tls === true;
+    events.accept(listener, {
+      signal: this.#acceptStop.signal,
+      hasRoom: tls ? () => this.#hasRoom() : undefined,
+    });
     try {
       for await (const event of events) {
         const state = "state" in event ? event.state : undefined;
@@ -237,6 +252,8 @@ export class Multiplexer {
               break;
             case "grace":
               for (const open of this.#states) this.#close(open, "stop");
+              // Those closed mid-handshake were parked with reads in flight: end them too.
+              closeLingering();
               break;
             case "acceptError":
               this.#onAcceptError?.(event.report);
@@ -330,6 +347,11 @@ export class Multiplexer {
     this.#stopRequested = true;
     this.#events.push({ type: "stop" });
   };
+
+  #hasRoom(): boolean {
+    if (this.#states.size + lingeringTlsConnections() >= this.#maxConnections) return false;
+    return this.#decision.hasRoom?.(this) ?? true;
+  }
 
   #accept(conn: Deno.Conn): void {
     const full = this.#states.size + lingeringTlsConnections() >= this.#maxConnections;
@@ -472,6 +494,7 @@ export class Multiplexer {
     this.#stopping = true;
     this.#stopRequested = true;
     if (this.#listener) closeQuietly(this.#listener);
+    this.#acceptStop.abort();
     clearInterval(this.#ticker);
     // Connections parked mid-handshake hold reads in flight: end them, or the stop waits.
     closeLingering();

@@ -148,12 +148,16 @@ export class Relay implements Decision {
     while (this.#dials.size > 0) await Promise.allSettled([...this.#dials]);
   }
 
+  hasRoom(): boolean {
+    return this.stats.open + lingeringTlsConnections() < this.#maxConnections;
+  }
+
   onOpen(mux: Multiplexer, conn: ConnView): void {
     if (this.#adding !== null) {
       this.#pairs.set(conn, this.#adding);
       return;
     }
-    if (this.stats.open + lingeringTlsConnections() >= this.#maxConnections) {
+    if (!this.hasRoom()) {
       this.stats.refused++;
       this.#onRelayEvent?.({ type: "refused", client: conn.peer });
       return mux.close(conn);

@@ -108,6 +108,21 @@ export function classifyAcceptError(error: unknown): AcceptErrorKind | "closed" 
   return "exhausted";
 }
 
+/**
+ * Whether `error` says the process ran out of something (EMFILE, ENFILE, ENOBUFS, ENOMEM): for
+ * anything that opens sockets, a reason to pause and to report once, not for every attempt.
+ *
+ * @example
+ * ```ts
+ * import { isExhaustion } from "./accept.ts";
+ * if (!isExhaustion(new Error("Too many open files (os error 24)"))) throw new Error("EMFILE");
+ * if (isExhaustion(new Deno.errors.ConnectionRefused("refused (os error 111)"))) throw new Error();
+ * ```
+ */
+export function isExhaustion(error: unknown): boolean {
+  return EXHAUSTED.has(osErrno(error) ?? -1);
+}
+
 function osErrno(error: unknown): number | undefined {
   const match = error instanceof Error ? /\(os error (\d+)\)/.exec(error.message) : null;
   return match ? Number(match[1]) : undefined;
