@@ -27,6 +27,9 @@ export interface DialConfig {
   timeout?: number;
   /** Send small writes at once instead of waiting for Nagle's algorithm. @default {false} */
   noDelay?: boolean;
+  /** Gives up when aborted (a server that stops while it connects upstream), with
+   * `Deno.errors.Interrupted`. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -52,7 +55,7 @@ export async function connect(config: DialConfig): Promise<Deno.Conn> {
   } else {
     requireNet(hostname, port, `connect to ${target}`);
   }
-  const deadline = new Deadline(timeout, target);
+  const deadline = new Deadline(timeout, target, config.signal);
   try {
     const conn = await deadline.race<Deno.Conn>(
       path !== undefined
@@ -73,7 +76,10 @@ export async function connect(config: DialConfig): Promise<Deno.Conn> {
     }
     return conn;
   } catch (error) {
-    if (error instanceof Deno.errors.TimedOut || error instanceof Deno.errors.NotCapable) {
+    if (
+      error instanceof Deno.errors.TimedOut || error instanceof Deno.errors.NotCapable ||
+      error instanceof Deno.errors.Interrupted
+    ) {
       throw error;
     }
     throw withAddress(tls ? explainTlsError(error, target) : error, target);
@@ -82,20 +88,34 @@ export async function connect(config: DialConfig): Promise<Deno.Conn> {
   }
 }
 
-/** One timer for the whole connect; each step races it. */
+/** One timer (and the caller's signal) for the whole connect; each step races it. */
 class Deadline {
   readonly #controller = new AbortController();
   readonly #expired: Promise<never> | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #step = "Connecting";
+  #signal: AbortSignal | undefined;
+  #onAbort: (() => void) | undefined;
 
-  constructor(readonly ms: number, readonly target: string) {
-    if (!Number.isFinite(ms)) return;
+  constructor(readonly ms: number, readonly target: string, signal?: AbortSignal) {
+    if (!Number.isFinite(ms) && signal === undefined) return;
+    this.#signal = signal;
     this.#expired = new Promise<never>((_, reject) => {
-      this.#timer = setTimeout(() => {
+      const fail = (error: Error) => {
         this.#controller.abort();
-        reject(new Deno.errors.TimedOut(`${this.#step} to ${target} took longer than ${ms} ms`));
-      }, ms);
+        reject(error);
+      };
+      if (Number.isFinite(ms)) {
+        this.#timer = setTimeout(
+          () =>
+            fail(new Deno.errors.TimedOut(`${this.#step} to ${target} took longer than ${ms} ms`)),
+          ms,
+        );
+      }
+      this.#onAbort = () =>
+        fail(new Deno.errors.Interrupted(`${this.#step} to ${target} was cancelled`));
+      if (signal?.aborted) this.#onAbort();
+      else signal?.addEventListener("abort", this.#onAbort, { once: true });
     });
     this.#expired.catch(() => {}); // raced below; unobserved when the connect wins
   }
@@ -116,6 +136,7 @@ class Deadline {
 
   clear(): void {
     clearTimeout(this.#timer);
+    if (this.#onAbort) this.#signal?.removeEventListener("abort", this.#onAbort);
   }
 }
 
