@@ -25,7 +25,7 @@ import { EXIT_OK, EXIT_RUNTIME, UsageError } from "../lib/errors.ts";
 import { parseCount, parseDuration, parseEndpoint, parseFlags, parseSize } from "../lib/flags.ts";
 import { clientTlsFromFlags } from "../lib/tls.ts";
 import { formatBenchEvent } from "../lib/bench/events.ts";
-import { type BenchOptions, DEFAULT_TURN_BUDGET_MS, runBench } from "../lib/bench/load.ts";
+import { type BenchOptions, runBench } from "../lib/bench/load.ts";
 import { formatProgress, ProgressLine, progressStyle } from "../lib/bench/progress.ts";
 import { describeFailure, formatResult } from "../lib/bench/report.ts";
 import { BENCH_MODES, type BenchMode } from "../lib/bench/result.ts";
@@ -51,7 +51,7 @@ Options:
                                                                     [default: 5s]
   --parallel N          connection attempts at once                 [default: 100]
   --turn-budget TIME    once the loops have run this long, let the runtime poll every
-                        socket before going on ("off": never)       [default: ${DEFAULT_TURN_BUDGET_MS}ms]
+                        socket before going on ("off": never)       [default: off]
   --tls                 connect with TLS; --ca FILE trusts a CA (needs --allow-read)
   --alpn P1,P2          ALPN protocols to offer with --tls (repeatable)
   --insecure            with --tls, skip the host name check (not the chain)
