@@ -5,8 +5,7 @@
  * prints: the CLI (`scripts/echo_bench.ts`) reports through the callbacks and the result.
  * @module
  */
-// Until deno.json maps "@std/async/pool" (then import that name): the same npm mirror.
-import { pooledMap as pooledMapUntyped } from "npm:deno-std@1.4.0/async/pool.js";
+import { pooledMap as pooledMapUntyped } from "@std/async/pool";
 import { formatAddr, formatHostPort } from "../address.ts";
 import { closeQuietly } from "../io.ts";
 import { connect } from "../net/connect.ts";
