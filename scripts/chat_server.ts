@@ -7,7 +7,8 @@
  * Unlike ncat's broker, a client that stops reading never holds up the others: once
  * `--high-water-mark` bytes wait for it, it is disconnected (and, in chat mode, the others are
  * told why). `-x` prints what each client sends as a hex dump (xxd's layout). The default port
- * is ncat's own, 31337.
+ * is ncat's own, 31337. `--workers` above 1 is refused: every client must be in one map, which
+ * worker threads with their own listeners would split.
  *
  * Run:    deno run --allow-net=127.0.0.1:31337 scripts/chat_server.ts --chat
  * Unix:   deno run --allow-read=/tmp/chat.sock --allow-write=/tmp/chat.sock \
@@ -18,7 +19,6 @@
  */
 import { formatAddr } from "../lib/address.ts";
 import { printError, printLine, runMain, stopSignal } from "../lib/cli.ts";
-import { describeError } from "../lib/errors.ts";
 import { escapeBytes } from "../lib/escape.ts";
 import {
   parseCount,
@@ -29,6 +29,7 @@ import {
   rejectTogether,
 } from "../lib/flags.ts";
 import { hexDump } from "../lib/hexdump.ts";
+import { describeError, UsageError } from "../lib/errors.ts";
 import { formatJsonEvent } from "../lib/json_event.ts";
 import {
   type ChatEvent,
@@ -39,6 +40,7 @@ import {
 } from "../lib/mux/mod.ts";
 import { describeAcceptError } from "../lib/net/accept.ts";
 import { serverTlsFromFlags } from "../lib/tls.ts";
+import { parseWorkers } from "../lib/workers/mod.ts";
 
 export { serveChat, type ServeChatOptions } from "../lib/mux/mod.ts";
 
@@ -141,6 +143,7 @@ Options:
   --alpn P1,P2                  ALPN protocols to offer with --tls (repeatable)
   --handshake-timeout DURATION  close a TLS client that has not finished its handshake [default: 10s]
   --grace DURATION              after a stop, time left to deliver what is queued [default: 5s]
+  --workers N                   only 1: every client must share one map   [default: 1]
   -x, --hex                     print what each client sends as a hex dump (xxd's layout)
   -q, --quiet                   print only the listening line and errors
   --json                        print one JSON object per event (join, message, drop, leave)
@@ -174,6 +177,7 @@ async function main(args: string[]): Promise<void> {
       "grace",
       "cert",
       "key",
+      "workers",
     ],
     boolean: ["quiet", "json", "tls", "chat", "broker", "hex"],
     collect: ["alpn"],
@@ -181,6 +185,10 @@ async function main(args: string[]): Promise<void> {
     usage: USAGE,
   });
   rejectTogether(flags, ["quiet", "json", "hex"]);
+  // Workers would each have their own clients: a message would reach only its worker's.
+  if (parseWorkers(flags.workers ?? "1") > 1) {
+    throw new UsageError("Cannot use --workers with chat_server: its clients must share one map");
+  }
   // As with ncat, --chat is a broker that speaks in lines: the two flags go together.
   const mode: ChatMode = flags.chat ? "chat" : "broker";
   const options: ServeChatOptions = {

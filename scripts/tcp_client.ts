@@ -3,6 +3,8 @@
  * what the server sends until it closes (escaped for the terminal, raw, or as a hex dump), send
  * standard input at the same time when it is not a terminal (`echo hi | tcp_client.ts`, then a
  * half-close at its end, like `nc -N`), or probe a range of ports (`-z`, nc's zero-I/O mode).
+ * `--send-proxy v1|v2` first sends a PROXY protocol header naming this client's own address, as
+ * a load balancer would, to test a server behind `--proxy-protocol`.
  *
  * Run:    deno run --allow-net=127.0.0.1:12345 scripts/tcp_client.ts
  * Try it: deno task tcp-server, then this; or against `nc -l 127.0.0.1 12345`
@@ -16,6 +18,7 @@ import { StreamEscaper } from "../lib/escape.ts";
 import { HexDumper } from "../lib/hexdump.ts";
 import { closeQuietly, writeAll } from "../lib/io.ts";
 import { connect as dial } from "../lib/net/connect.ts";
+import { encodeProxyHeader, parseProxyVersion } from "../lib/net/proxy_protocol.ts";
 import { probePorts } from "../lib/net/probe.ts";
 import { requireNet } from "../lib/permissions.ts";
 import { clientTlsFromFlags, type ClientTlsOptions } from "../lib/tls.ts";
@@ -47,6 +50,10 @@ export interface ClientOptions {
   maxBytes?: number;
   /** Give up when connecting, the TLS handshake, or a pause in both directions takes longer (ms). */
   timeout?: number;
+  /** Send a PROXY protocol header of this version first, naming this connection's own
+   * addresses (as a load balancer names its client's); not with `tls`, whose handshake
+   * `connect()` has done before anything could be sent. */
+  sendProxy?: 1 | 2;
 }
 
 /** Options for {@linkcode talk}: where received bytes go, as they arrive. */
@@ -101,10 +108,25 @@ const READ_SIZE = 64 * 1024;
  * ```
  */
 export async function talk(options: TalkOptions = {}): Promise<TalkResult> {
-  const { path, hostname = "127.0.0.1", port = 12345, tls, timeout } = options;
+  const { path, hostname = "127.0.0.1", port = 12345, tls, timeout, sendProxy } = options;
   const { maxBytes = 1024 * 1024, send, onData } = options;
+  if (sendProxy !== undefined && tls) {
+    throw new TypeError(
+      "Cannot send a PROXY header over TLS: it must precede the handshake, which connect() does",
+    );
+  }
   const target = formatTarget({ path, hostname, port });
   using conn = await dial({ path, hostname, port, tls, timeout });
+  if (sendProxy !== undefined) {
+    // Before anything else: the server reads it before the first byte of data.
+    const header = encodeProxyHeader(sendProxy, {
+      source: conn.localAddr,
+      destination: conn.remoteAddr,
+    });
+    await writeAll(conn, header).catch((error) => {
+      throw withAddress(error, target);
+    });
+  }
   options.onConnect?.(conn);
   const idle = new IdleTimer(conn, timeout);
   const result: TalkResult = { received: 0, sent: 0, truncated: false };
@@ -257,6 +279,9 @@ Options:
   --tls                connect with TLS; --ca FILE trusts a CA (PEM; needs --allow-read)
   --alpn P1,P2         ALPN protocols to offer with --tls (repeatable)
   --insecure           with --tls, skip the host name check (not the certificate chain)
+  --send-proxy v1|v2   first send a PROXY protocol header naming this client's own address
+                       (as HAProxy's send-proxy does), for a server behind --proxy-protocol;
+                       not with --tls                           [default: none]
   -s ADDR, -p PORT     nc's source address and port: not available, Deno cannot bind a
                        connecting socket (give the server's port as PORT or --port)
   -h, --help           show this help
@@ -279,6 +304,7 @@ async function main(args: string[]): Promise<number | void> {
       "parallel",
       "source",
       "source-port",
+      "send-proxy",
     ],
     boolean: ["raw", "tls", "insecure", "hex", "verbose", "probe"],
     collect: ["alpn"],
@@ -297,6 +323,14 @@ async function main(args: string[]): Promise<number | void> {
     : parseDuration(flags.timeout, "--timeout");
   if (flags.probe) return await probeMain(flags, timeout);
   if (flags.parallel !== undefined) throw new UsageError(`Flag "--parallel" needs "-z"`);
+  const sendProxy = flags["send-proxy"] === undefined
+    ? undefined
+    : parseProxyVersion(flags["send-proxy"]);
+  if (sendProxy !== undefined && flags.tls) {
+    throw new UsageError(
+      "Cannot use --send-proxy with --tls: the PROXY header must precede the TLS handshake, which is done while connecting",
+    );
+  }
   const maxBytes = parseSize(flags["max-bytes"] ?? "1M", "--max-bytes", { max: 1024 ** 3 });
   const endpoint = parseEndpoint(flags, 12345);
   const output = new Output(flags.raw ? "raw" : flags.hex ? "hex" : "text");
@@ -309,6 +343,7 @@ async function main(args: string[]): Promise<number | void> {
       : Deno.stdin.readable,
     maxBytes,
     timeout,
+    sendProxy,
     tls: await clientTlsFromFlags(flags),
     onData: (bytes) => output.write(bytes),
     onConnect: (conn) => {
@@ -375,7 +410,7 @@ async function probeMain(
   flags: Record<string, unknown> & { host?: string; port?: string; parallel?: string },
   timeout = 2000,
 ): Promise<number> {
-  for (const name of ["unix", "tls", "send", "hex", "raw", "max-bytes"] as const) {
+  for (const name of ["unix", "tls", "send", "hex", "raw", "max-bytes", "send-proxy"] as const) {
     rejectTogether(flags, ["probe", name]);
   }
   if (flags.host === undefined || flags.port === undefined) {

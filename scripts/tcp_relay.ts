@@ -8,8 +8,17 @@
  * client's ALPN protocol is offered upstream. `-x` prints every relayed chunk as a hex dump
  * (xxd's layout, offsets counted per direction, as socat's `-x` counts them).
  *
+ * Behind a load balancer, `--proxy-protocol` reads a PROXY v1/v2 header from every client first
+ * (its client address is the one logged); `--send-proxy v1|v2` sends one upstream before any
+ * relayed byte (HAProxy's `send-proxy`), naming the client; `--workers N` runs N threads on one
+ * port (reusePort, Linux). A stop abandons upstream connects still pending.
+ *
  * Run:    deno run --allow-net=127.0.0.1:9000,127.0.0.1:10000 scripts/tcp_relay.ts \
  *           --listen 127.0.0.1:9000 --to 127.0.0.1:10000
+ * PROXY:  ... scripts/tcp_relay.ts --to 127.0.0.1:10000 --send-proxy v2, in front of
+ *           echo_server.ts --proxy-protocol
+ * Workers: deno run --allow-net=127.0.0.1:9000,127.0.0.1:10000 \
+ *           --allow-read=scripts/tcp_relay.ts,lib scripts/tcp_relay.ts --workers auto
  * Try it: deno task echo-server, then: nc 127.0.0.1 9000
  *
  * @module
@@ -36,8 +45,18 @@ import {
   type ServeRelayOptions,
 } from "../lib/mux/mod.ts";
 import { describeAcceptError, isExhaustion } from "../lib/net/accept.ts";
+import { describeProxyRejection, proxyTimeoutFromFlags } from "../lib/net/proxy_listener.ts";
+import { parseProxyVersion } from "../lib/net/proxy_protocol.ts";
 import { requireNet, requireUnixPath } from "../lib/permissions.ts";
 import { clientTlsFromFlags, serverTlsFromFlags } from "../lib/tls.ts";
+import {
+  describeWorkerDeath,
+  isWorkerThread,
+  parseWorkers,
+  serveAsWorker,
+  startWorkers,
+  sumStats,
+} from "../lib/workers/mod.ts";
 
 export { serveRelay, type ServeRelayOptions } from "../lib/mux/mod.ts";
 
@@ -107,23 +126,27 @@ export function hexLines({ client, upstream, from, bytes }: RelayData): string {
   }: ${bytes.length} bytes\n${dump.slice(0, -1)}`;
 }
 
-/** The same event as one line of JSON in the collection's schema. */
-export function toJson(event: RelayEvent, upstream: string): string {
+/** The same event as one line of JSON in the collection's schema; with `--workers`, `worker`
+ * names the worker that served it. */
+export function toJson(event: RelayEvent, upstream: string, worker?: number): string {
+  const served = worker === undefined ? {} : { worker };
   switch (event.type) {
     case "open":
       return formatJsonEvent("open", {
         peer: event.client,
         upstream: formatAddr(event.upstream),
         ...(event.alpn && { alpn: event.alpn }),
+        ...served,
       });
     case "refused":
-      return formatJsonEvent("refused", { peer: event.client });
+      return formatJsonEvent("refused", { peer: event.client, ...served });
     case "failed":
       return formatJsonEvent("failed", {
         peer: event.client,
         upstream,
         during: event.during,
         error: describeError(event.error),
+        ...served,
       });
     case "close":
       return formatJsonEvent("close", {
@@ -134,6 +157,7 @@ export function toJson(event: RelayEvent, upstream: string): string {
         bytes_to_client: event.toClient,
         reason: event.reason,
         ...(event.error !== undefined && { error: describeError(event.error) }),
+        ...served,
       });
   }
 }
@@ -162,6 +186,15 @@ Options:
   --backlog N                   pending connections queued by the kernel [default: 511]
   --handshake-timeout DURATION  close a TLS client that has not finished its handshake [default: 10s]
   --grace DURATION              after a stop, time left to deliver what is queued [default: 5s]
+  --proxy-protocol              read a PROXY protocol header (v1 or v2) first from every client:
+                                its client address is the one logged (not with --tls)
+  --proxy-timeout DURATION      close a client whose PROXY header is not complete by then
+                                                                     [default: 5s]
+  --send-proxy v1|v2            send the upstream a PROXY header naming the client before any
+                                relayed byte (HAProxy's send-proxy); not with --to-tls
+                                                                     [default: none]
+  --workers N                   N worker threads on one port (reusePort, Linux), or auto for one
+                                per CPU; needs --allow-read of the program's files [default: 1]
   -x, --hex                     print every relayed chunk as a hex dump (xxd's layout)
   -q, --quiet                   print only the listening line and errors
   --json                        print one JSON object per event (open, failed, refused, close)
@@ -171,11 +204,107 @@ Options:
 With --tls and --to-tls, the upstream is offered the one ALPN protocol the client negotiated
 from --alpn, so both ends agree on it (or the upstream handshake fails and says so).
 
-Ctrl-C (SIGINT) or SIGTERM stops accepting, delivers what is queued each way, shuts down every
-connection's sending side (within --grace) and exits 0.
+With --proxy-protocol, a client without a valid header (garbage, too long, cut short, or too
+slow) is closed with one line on stderr and never relayed. --send-proxy names the client as the
+relay saw it, or as its own PROXY header said (both flags: the balancer's client goes on).
+With --workers, --json events say which worker served them, a worker that dies is reported
+and restarted, and a unix: --listen is refused.
+
+Ctrl-C (SIGINT) or SIGTERM stops accepting, abandons upstream connects still pending, delivers
+what is queued each way, shuts down every connection's sending side (within --grace) and
+exits 0.
 
 Run:    deno run --allow-net=127.0.0.1:9000,127.0.0.1:10000 scripts/tcp_relay.ts
 Try it: deno task echo-server, then: nc 127.0.0.1 9000`;
+
+/** What one relay (or each worker of one) serves: plain data, so a worker can get it. */
+export interface RelayPlan {
+  /** Where to listen and relay, limits and TLS: everything but the hooks. */
+  options: Omit<
+    ServeRelayOptions,
+    "signal" | "onEvent" | "onAcceptError" | "onRelayEvent" | "onRelayData" | "proxyProtocol"
+  >;
+  /** Read a PROXY header first, with this deadline (ms). */
+  proxyTimeout?: number;
+  /** The upstream as the lines name it. */
+  target: string;
+  /** What to print per event. */
+  output: "text" | "json" | "quiet" | "hex";
+}
+
+/** A relay's counters at the end, added up over the workers. */
+export interface RelayTotals {
+  /** Client connections taken. */
+  total: number;
+  /** Bytes relayed to the upstreams. */
+  toUpstream: number;
+  /** Bytes relayed back to the clients. */
+  toClient: number;
+  /** Bytes a stop could not deliver. */
+  dropped: number;
+}
+
+/** Where one relay prints, when it stops, and whom it tells where it listens. */
+export interface RelayIo {
+  /** A line on stdout. */
+  printLine(line: string): void;
+  /** A line on stderr. */
+  printError(line: string): void;
+  /** Stops the relay (it drains first). */
+  signal: AbortSignal;
+  /** The worker's number, with `--workers`. */
+  id?: number;
+  /** Called once the listener is bound. */
+  listening(addr: Deno.Addr, stats: () => RelayTotals): void;
+}
+
+/** Serves `plan` until `io.signal` stops it; resolves with the final counters. */
+export async function serveRelayPlan(plan: RelayPlan, io: RelayIo): Promise<RelayTotals> {
+  const { printLine, printError, id } = io;
+  const { output, target } = plan;
+  let toUpstream = 0;
+  let toClient = 0;
+  let exhausted = 0, exhaustedReported = -Infinity;
+  const server = await serveRelay({
+    ...plan.options,
+    proxyProtocol: plan.proxyTimeout === undefined ? undefined : {
+      timeout: plan.proxyTimeout,
+      onRejected: (rejection) => printError(`tcp_relay: ${describeProxyRejection(rejection)}`),
+    },
+    signal: io.signal,
+    onRelayEvent(event) {
+      if (event.type === "close") {
+        toUpstream += event.toUpstream;
+        toClient += event.toClient;
+      }
+      if (output === "json") return printLine(toJson(event, target, id));
+      // A client that got no upstream is an error worth a line even with --quiet; running out
+      // of descriptors fails every client alike, so that is said once a second.
+      if (event.type === "failed") {
+        if (!isExhaustion(event.error)) return printError(narrate(event));
+        const now = performance.now();
+        exhausted++;
+        if (now - exhaustedReported < 1000) return;
+        const times = exhausted > 1 ? ` (${exhausted} clients since the last report)` : "";
+        exhaustedReported = now;
+        exhausted = 0;
+        return printError(narrate(event) + times);
+      }
+      if (output !== "quiet") printLine(narrate(event));
+    },
+    onRelayData: output === "hex" ? (data) => printLine(hexLines(data)) : undefined,
+    onAcceptError: (report) => printError(`tcp_relay: ${describeAcceptError(report)}`),
+  });
+  const totals = (): RelayTotals => ({
+    total: server.relays.total,
+    toUpstream,
+    toClient,
+    dropped: server.stats.dropped,
+  });
+  io.listening(server.addr, totals);
+  await server.finished;
+  return totals();
+}
 
 async function main(args: string[]): Promise<void> {
   const flags = parseFlags(args, {
@@ -193,8 +322,11 @@ async function main(args: string[]): Promise<void> {
       "cert",
       "key",
       "ca",
+      "proxy-timeout",
+      "send-proxy",
+      "workers",
     ],
-    boolean: ["quiet", "json", "tls", "to-tls", "insecure", "hex"],
+    boolean: ["quiet", "json", "tls", "to-tls", "insecure", "hex", "proxy-protocol"],
     collect: ["alpn", "to-alpn"],
     alias: { p: "port", q: "quiet", x: "hex" },
     usage: USAGE,
@@ -221,68 +353,78 @@ async function main(args: string[]): Promise<void> {
       }
     }
   }
+  const workers = parseWorkers(flags.workers ?? "1");
+  if (workers > 1 && listen.path !== undefined) {
+    throw new UsageError(
+      "Cannot use --workers with a unix: --listen: reusePort shares TCP ports only (run one relay per socket path)",
+    );
+  }
+  // Before any certificate is read: a refused combination is refused for what it is.
+  const proxyTimeout = proxyTimeoutFromFlags(flags);
+  const sendProxy = flags["send-proxy"] === undefined
+    ? undefined
+    : parseProxyVersion(flags["send-proxy"]);
+  if (sendProxy !== undefined && flags["to-tls"]) {
+    throw new UsageError(
+      "Cannot use --send-proxy with --to-tls: the PROXY header must precede the upstream's TLS handshake, which the relay's connect does itself",
+    );
+  }
   const target = formatTarget(to);
-  const options: ServeRelayOptions = {
-    ...listen,
-    upstream: {
-      ...to,
-      timeout: parseDuration(flags["connect-timeout"] ?? "10s", "--connect-timeout"),
-      tls: await clientTlsFromFlags({
-        tls: flags["to-tls"],
-        ca: flags.ca,
-        insecure: flags.insecure,
-        alpn: flags["to-alpn"],
-      }),
+  const plan: RelayPlan = {
+    options: {
+      ...listen,
+      upstream: {
+        ...to,
+        timeout: parseDuration(flags["connect-timeout"] ?? "10s", "--connect-timeout"),
+        tls: await clientTlsFromFlags({
+          tls: flags["to-tls"],
+          ca: flags.ca,
+          insecure: flags.insecure,
+          alpn: flags["to-alpn"],
+        }),
+      },
+      sendProxy,
+      maxConnections: parseCount(flags["max-connections"] ?? "10000", "--max-connections"),
+      idleTimeout: flags["idle-timeout"] === undefined
+        ? undefined
+        : parseDuration(flags["idle-timeout"], "--idle-timeout"),
+      highWaterMark: parseSize(flags["high-water-mark"] ?? "64k", "--high-water-mark"),
+      backlog: parseCount(flags.backlog ?? "511", "--backlog", { max: 65535 }),
+      handshakeTimeout: parseDuration(flags["handshake-timeout"] ?? "10s", "--handshake-timeout"),
+      graceTimeout: parseDuration(flags.grace ?? "5s", "--grace", { allowZero: true }),
+      tls: await serverTlsFromFlags(flags),
+      reusePort: workers > 1,
     },
-    maxConnections: parseCount(flags["max-connections"] ?? "10000", "--max-connections"),
-    idleTimeout: flags["idle-timeout"] === undefined
-      ? undefined
-      : parseDuration(flags["idle-timeout"], "--idle-timeout"),
-    highWaterMark: parseSize(flags["high-water-mark"] ?? "64k", "--high-water-mark"),
-    backlog: parseCount(flags.backlog ?? "511", "--backlog", { max: 65535 }),
-    handshakeTimeout: parseDuration(flags["handshake-timeout"] ?? "10s", "--handshake-timeout"),
-    graceTimeout: parseDuration(flags.grace ?? "5s", "--grace", { allowZero: true }),
-    tls: await serverTlsFromFlags(flags),
+    proxyTimeout,
+    target,
+    output: flags.quiet ? "quiet" : flags.json ? "json" : flags.hex ? "hex" : "text",
   };
   // Every connection will need it: a missing permission is one error now, not one per client.
   if (to.path !== undefined) requireUnixPath(to.path, `relay to ${target}`);
   else requireNet(to.hostname, to.port, `relay to ${target}`);
 
-  let toUpstream = 0;
-  let toClient = 0;
   using stop = stopSignal();
-  let exhausted = 0, exhaustedReported = -Infinity;
-  const server = await serveRelay({
-    ...options,
-    signal: stop.signal,
-    onRelayEvent(event) {
-      if (event.type === "close") {
-        toUpstream += event.toUpstream;
-        toClient += event.toClient;
-      }
-      if (flags.json) return printLine(toJson(event, target));
-      // A client that got no upstream is an error worth a line even with --quiet; running out
-      // of descriptors fails every client alike, so that is said once a second.
-      if (event.type === "failed") {
-        if (!isExhaustion(event.error)) return printError(narrate(event));
-        const now = performance.now();
-        exhausted++;
-        if (now - exhaustedReported < 1000) return;
-        const times = exhausted > 1 ? ` (${exhausted} clients since the last report)` : "";
-        exhaustedReported = now;
-        exhausted = 0;
-        return printError(narrate(event) + times);
-      }
-      if (!flags.quiet) printLine(narrate(event));
-    },
-    onRelayData: flags.hex ? (data) => printLine(hexLines(data)) : undefined,
-    onAcceptError: (report) => printError(`tcp_relay: ${describeAcceptError(report)}`),
-  });
-  printError(`Listening on ${formatAddr(server.addr)}`);
-  if (!flags.quiet && !flags.json) printError(`relaying each connection to ${target}`);
-  await server.finished;
-  const { total } = server.relays;
-  const { dropped } = server.stats;
+  const listening = (addr: Deno.Addr) => {
+    printError(`Listening on ${formatAddr(addr)}`);
+    if (!flags.quiet && !flags.json) printError(`relaying each connection to ${target}`);
+  };
+  let totals: RelayTotals;
+  if (workers === 1) {
+    totals = await serveRelayPlan(plan, { printLine, printError, signal: stop.signal, listening });
+  } else {
+    const pool = await startWorkers<RelayPlan, RelayTotals>({
+      module: import.meta.url,
+      count: workers,
+      config: plan,
+      withPort: (plan, port) => ({ ...plan, options: { ...plan.options, port } }),
+      signal: stop.signal,
+      onLine: (stream, line) => stream === "stdout" ? printLine(line) : printError(line),
+      onWorkerDied: (death) => printError(`tcp_relay: ${describeWorkerDeath(death)}`),
+    });
+    listening(pool.addr);
+    totals = sumStats(await pool.finished);
+  }
+  const { total = 0, toUpstream = 0, toClient = 0, dropped = 0 } = totals;
   if (dropped > 0) printError(`tcp_relay: the stop dropped ${dropped} bytes it could not deliver`);
   if (!flags.quiet && !flags.json) {
     const connections = total === 1 ? "1 connection" : `${total} connections`;
@@ -292,4 +434,9 @@ async function main(args: string[]): Promise<void> {
   }
 }
 
-if (import.meta.main) runMain("tcp_relay", () => main(Deno.args));
+if (import.meta.main) {
+  // With --workers, each worker thread runs this file again and serves what main() sends it.
+  if (isWorkerThread()) {
+    serveAsWorker<RelayPlan, RelayTotals>((worker) => serveRelayPlan(worker.config, worker));
+  } else runMain("tcp_relay", () => main(Deno.args));
+}

@@ -38,34 +38,27 @@ export type { SendOptions, SendResult } from "../lib/datagram/send.ts";
 /** The message line shows at most this much of a message (a file may be 200 KiB). */
 const SHOWN_BYTES = 1024;
 
-/** Flags whose value is the next argument whatever it is: `''` and `-` included. */
-const RAW_VALUE_FLAGS = ["--message", "--message-file"];
-
 /**
- * Makes `--message VALUE` one argument, `--message=VALUE` (and `--message-file` likewise), so
- * that an empty value (`--message ''`, as `sendto(b"")` allows), `-` (standard input) or a
- * value that starts with `-` is the value, and not a missing value or another flag. Such a flag
- * with nothing after it is a usage error.
- *
- * @example
- * ```ts
- * import { joinRawValues } from "./udp_send.ts";
- * const args = joinRawValues(["--message", "", "--message-file", "-", "-q"]);
- * if (args.join(" ") !== "--message= --message-file=- -q") throw new Error(args.join(" "));
- * ```
+ * What lib/flags.ts does not settle yet, for these two flags only: a lone `-` after them is
+ * their value (standard input for --message-file; parseArgs takes it for an argument), and
+ * `--message` with nothing or another flag after it is a missing value, where `allowEmpty`
+ * alone would send an empty datagram (only `--message ''` and `--message=` mean that).
  */
-export function joinRawValues(args: readonly string[]): string[] {
-  const joined: string[] = [];
+function settleValues(args: readonly string[]): string[] {
+  const settled: string[] = [];
   for (let i = 0; i < args.length; i++) {
-    if (args[i] === "--") return [...joined, ...args.slice(i)];
-    if (!RAW_VALUE_FLAGS.includes(args[i])) {
-      joined.push(args[i]);
-      continue;
+    const [arg, next] = [args[i], args[i + 1]];
+    if (arg === "--") return [...settled, ...args.slice(i)];
+    if ((arg === "--message" || arg === "--message-file") && next === "-") {
+      settled.push(`${arg}=-`);
+      i++;
+    } else if (arg === "--message" && (next === undefined || /^-./.test(next))) {
+      throw new UsageError(`Flag "--message" needs a value`);
+    } else {
+      settled.push(arg);
     }
-    if (i + 1 === args.length) throw new UsageError(`Flag "${args[i]}" needs a value`);
-    joined.push(`${args[i]}=${args[++i]}`);
   }
-  return joined;
+  return settled;
 }
 
 const USAGE = `Usage: udp_send.ts [options] [HOST [PORT]]
@@ -80,7 +73,8 @@ Options:
       --unix PATH          send to a Unix datagram socket instead of UDP
   -s, --source ADDR        send from this address; with --unix, bind this path (a reply
                            needs one)       [default: 127.0.0.1 for a loopback target]
-      --message TEXT       what to send; '' sends an empty datagram
+      --message TEXT       what to send; '' sends an empty datagram, and
+                           --message=-x a text that starts with -
                                                                 [default: Hello, World!]
       --message-file PATH  send a regular file's bytes, or standard input's for -
                            (needs --allow-read=PATH)
@@ -109,11 +103,11 @@ Run:    deno run --allow-net=127.0.0.1 scripts/udp_send.ts
 Try it: deno task udp-receive, then this; or udp_receive.ts --echo, then this --wait-reply`;
 
 async function main(args: string[]): Promise<number | void> {
-  const flags = parseFlags(joinRawValues(args), {
-    string: ["host", "port", "unix", "source", "message-file", "count", "timeout"],
+  const flags = parseFlags(settleValues(args), {
+    string: ["host", "port", "unix", "source", "message", "message-file", "count", "timeout"],
     boolean: ["quiet", "verbose", "broadcast", "json", "wait-reply"],
-    // Collected, not a plain value flag: an empty message is a message.
-    collect: ["message"],
+    // An empty message is a message: `--message ''` sends an empty datagram.
+    allowEmpty: ["message"],
     alias: {
       p: "port",
       s: "source",
@@ -126,7 +120,7 @@ async function main(args: string[]): Promise<number | void> {
     positional: ["host", "port"],
     usage: USAGE,
   });
-  rejectTogether({ ...flags, message: flags.message.at(-1) }, ["message", "message-file"]);
+  rejectTogether(flags, ["message", "message-file"]);
   rejectTogether(flags, ["quiet", "json"]);
   const { hostname, port, path } = parseEndpoint(flags, 5005);
   const options: SendOptions = {
@@ -144,7 +138,7 @@ async function main(args: string[]): Promise<number | void> {
   if (options.waitReply && path !== undefined && options.source === undefined) {
     throw new UsageError("--wait-reply over --unix needs -s PATH: an unnamed socket gets no reply");
   }
-  const message = await readMessage(flags.message.at(-1), flags["message-file"], {
+  const message = await readMessage(flags.message, flags["message-file"], {
     path,
     hostname,
   });

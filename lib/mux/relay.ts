@@ -8,11 +8,15 @@
  *
  * While the upstream connect is pending the client is not read. With TLS on the listening side
  * the client's handshake finishes first, so the upstream can be offered the ALPN protocol the
- * client negotiated.
+ * client negotiated. A connect still pending when the client leaves or the relay stops is
+ * abandoned at once (`connect({ signal })`), so neither waits for an upstream that does not
+ * answer. With `sendProxy`, the upstream first gets a PROXY protocol header naming the client
+ * (as the relay saw it, or as the client's own PROXY header said), before any relayed byte.
  * @module
  */
 import { lingeringTlsConnections } from "../net/handshake.ts";
 import { connect, type DialConfig } from "../net/connect.ts";
+import { encodeProxyHeader } from "../net/proxy_protocol.ts";
 import { closeQuietly } from "../io.ts";
 import type { CloseReason, Decision, Multiplexer, MultiplexerOptions } from "./multiplexer.ts";
 import { type MuxServer, serveMux } from "./serve.ts";
@@ -79,6 +83,14 @@ export interface RelayOptions {
   onRelayEvent?: (event: RelayEvent) => void;
   /** Hears every chunk relayed, either way (nothing is built for it when unset). */
   onRelayData?: (data: RelayData) => void;
+  /** Send the upstream a PROXY protocol header of this version (1 text, 2 binary) before any
+   * relayed byte: the client's address as its source, the address it connected to as its
+   * destination. Not with a TLS upstream: the header would have to precede the handshake,
+   * which `connect()` does itself. */
+  sendProxy?: 1 | 2;
+  /** Aborted when the multiplexer stops: upstream connects still pending are abandoned (not
+   * reported as failures) and no more are started. Same as calling {@linkcode Relay.stop}. */
+  signal?: AbortSignal;
 }
 
 /** The two sides of one relayed connection. */
@@ -90,6 +102,8 @@ interface Pair {
   first?: { reason: CloseReason; error?: unknown };
   /** No upstream: the `failed` event was the last one. */
   failed?: boolean;
+  /** The length of the PROXY header sent upstream (not counted as relayed bytes). */
+  headerBytes: number;
 }
 
 /**
@@ -125,12 +139,17 @@ export class Relay implements Decision {
   readonly #maxConnections: number;
   readonly #onRelayEvent: RelayOptions["onRelayEvent"];
   readonly #onRelayData: RelayOptions["onRelayData"];
+  readonly #sendProxy: 1 | 2 | undefined;
   readonly #pairs = new WeakMap<ConnView, Pair>();
   readonly #dials = new Set<Promise<void>>();
+  /** One per pending upstream connect: aborted when its client leaves or the relay stops. */
+  readonly #aborts = new Set<AbortController>();
+  #stopped = false;
   /** The pair whose upstream `mux.add()` is adding: its `onOpen` is not a new client. */
   #adding: Pair | null = null;
 
-  /** Checks `maxConnections` (a `RangeError` below 1). */
+  /** Checks `maxConnections` (a `RangeError` below 1) and refuses `sendProxy` with a TLS
+   * upstream (a `TypeError`). */
   constructor(options: RelayOptions) {
     this.#upstream = options.upstream;
     this.#maxConnections = options.maxConnections ?? 10_000;
@@ -139,13 +158,30 @@ export class Relay implements Decision {
         `Cannot use maxConnections "${this.#maxConnections}": must be at least 1`,
       );
     }
+    if (options.sendProxy !== undefined && options.upstream.tls) {
+      throw new TypeError(
+        "Cannot send a PROXY header to a TLS upstream: it must precede the TLS handshake, which connect() does itself",
+      );
+    }
+    this.#sendProxy = options.sendProxy;
     this.#onRelayEvent = options.onRelayEvent;
     this.#onRelayData = options.onRelayData;
+    const { signal } = options;
+    if (signal?.aborted) this.stop();
+    else signal?.addEventListener("abort", () => this.stop(), { once: true });
   }
 
   /** Resolves once no upstream connect is pending. */
   async settled(): Promise<void> {
     while (this.#dials.size > 0) await Promise.allSettled([...this.#dials]);
+  }
+
+  /** Abandons the upstream connects still pending (their clients are left to the
+   * multiplexer's stop, which drains and closes them) and starts no more. Call it when the
+   * multiplexer stops; {@linkcode serveRelay} does. Safe to call twice. */
+  stop(): void {
+    this.#stopped = true;
+    for (const abort of this.#aborts) abort.abort();
   }
 
   hasRoom(): boolean {
@@ -162,7 +198,12 @@ export class Relay implements Decision {
       this.#onRelayEvent?.({ type: "refused", client: conn.peer });
       return mux.close(conn);
     }
-    const pair: Pair = { client: conn, upstream: null, gone: Promise.withResolvers() };
+    const pair: Pair = {
+      client: conn,
+      upstream: null,
+      gone: Promise.withResolvers(),
+      headerBytes: 0,
+    };
     this.#pairs.set(conn, pair);
     this.stats.open++;
     this.stats.total++;
@@ -208,35 +249,47 @@ export class Relay implements Decision {
   async #dial(mux: Multiplexer, pair: Pair): Promise<void> {
     const { client } = pair;
     const gone = pair.gone.promise.then(() => null);
+    const abort = new AbortController();
+    this.#aborts.add(abort);
+    // A client that leaves takes its pending connect with it.
+    gone.then(() => abort.abort());
     let during: "handshake" | "connect" = "handshake";
-    let upstream: Deno.Conn | null;
+    let upstream: Deno.Conn;
     let alpn: string | undefined;
+    let header: Uint8Array | undefined;
     try {
       const handshake = client.handshake();
       handshake.catch(() => {}); // raced below: it may settle after the client is gone
       const info = await Promise.race([handshake, gone]);
-      if (info === null) return;
+      // Gone, or the relay stopped during the handshake: the stop drains this client.
+      if (info === null || this.#stopped || mux.stopping) return;
       const config = this.#upstream;
       // ALPN goes through only to a TLS upstream, and only what the client negotiated.
       alpn = (config.tls && info?.alpnProtocol) || undefined;
       const tls = alpn ? { ...config.tls, alpnProtocols: [alpn] } : config.tls;
       during = "connect";
-      const connecting = connect({ ...config, tls });
-      upstream = await Promise.race([connecting, gone]);
-      if (upstream === null) {
-        // The client left first: the connection still to come is closed, never leaked.
-        return await connecting.then(closeQuietly, () => {});
+      // The client as the relay sees it: a ProxiedConn's addresses are its own header's.
+      if (this.#sendProxy !== undefined) {
+        header = encodeProxyHeader(this.#sendProxy, {
+          source: client.peer,
+          destination: client.local,
+        });
       }
+      upstream = await connect({ ...config, tls, signal: abort.signal });
     } catch (error) {
-      if (client.closed) return;
+      // Abandoned: the client left, or the stop (which drains the client) aborted the connect.
+      if (client.closed || abort.signal.aborted) return;
       this.stats.failed++;
       pair.failed = true;
       this.#onRelayEvent?.({ type: "failed", client: client.peer, during, error });
       return mux.close(client);
+    } finally {
+      this.#aborts.delete(abort);
     }
     if (client.closed || mux.stopping) {
+      // Too late: the client left, or the stop drains it (it has nothing to deliver).
       closeQuietly(upstream);
-      return mux.close(client);
+      return;
     }
     this.#adding = pair;
     try {
@@ -246,6 +299,11 @@ export class Relay implements Decision {
     }
     mux.pipe(client, pair.upstream);
     mux.pipe(pair.upstream, client);
+    if (header !== undefined) {
+      // Queued first, before the client is read: no relayed byte can overtake it.
+      pair.headerBytes = header.length;
+      mux.send(pair.upstream, header);
+    }
     this.#onRelayEvent?.({
       type: "open",
       client: client.peer,
@@ -272,7 +330,7 @@ export class Relay implements Decision {
       ...(upstream && { upstream: upstream.peer }),
       reason: first.reason,
       ...(first.error !== undefined && { error: first.error }),
-      toUpstream: upstream?.bytesOut ?? 0,
+      toUpstream: Math.max(0, (upstream?.bytesOut ?? 0) - pair.headerBytes),
       toClient: client.bytesOut,
     });
   }
@@ -311,6 +369,7 @@ export interface RelayServer extends MuxServer {
  * ```
  */
 export async function serveRelay(options: ServeRelayOptions): Promise<RelayServer> {
+  // `options.signal` stops both the multiplexer and the relay's pending connects.
   const relay = new Relay(options);
   // The relay enforces the limit on clients; the multiplexer's own would count both sides.
   const server = await serveMux(relay, { ...options, maxConnections: Number.MAX_SAFE_INTEGER });
@@ -318,7 +377,10 @@ export async function serveRelay(options: ServeRelayOptions): Promise<RelayServe
     addr: server.addr,
     stats: server.stats,
     relays: relay.stats,
-    close: server.close,
+    close: () => {
+      relay.stop();
+      server.close();
+    },
     finished: server.finished.then(() => relay.settled()),
   };
 }
