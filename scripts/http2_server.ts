@@ -1,270 +1,326 @@
 /**
  * HTTP/2 server — the hyper-h2 guide's "write your own HTTP/2 server": answer every request
- * with 200 and a JSON body holding the request's method, path, protocol and headers.
+ * with 200 and a JSON body holding the request's method, path, HTTP version, headers and the
+ * size of its body.
  *
- * Cleartext by default: `Deno.serve` reads the first bytes of each connection and speaks
- * HTTP/2 when they are the HTTP/2 preface (prior knowledge, "h2c"), HTTP/1.1 otherwise. With
- * `--cert` and `--key` it serves TLS and lets ALPN choose `h2` or `http/1.1`.
+ * Cleartext by default, HTTP/2 with prior knowledge ("h2c") and HTTP/1.x on one port; with
+ * `--tls --cert --key`, TLS where ALPN offers `h2` and `http/1.1`. The version reported is the
+ * one the connection really speaks: the server reads each connection's first bytes (the HTTP/2
+ * preface, or an HTTP/1.x request line) before Deno's HTTP engine gets them (lib/http/).
  *
- * Run:    deno run --allow-net=127.0.0.1:8080 scripts/http2_server.ts
- * TLS:    deno run --allow-net=127.0.0.1:8080 --allow-read=server.pem,server.key
- *           scripts/http2_server.ts --cert server.pem --key server.key
- * Unix:   deno run --allow-net=unix:/tmp/h2.sock --allow-read=/tmp --allow-write=/tmp
- *           scripts/http2_server.ts --unix /tmp/h2.sock
+ * Why not `Deno.serve` alone (measured, see the README): it accepts by itself, so it exits when
+ * descriptors run out and has no connection limit, no header, idle or handshake deadline, and
+ * no view of a connection's first bytes. Here lib/net accepts (one accept loop for every
+ * server), and each connection is served by the same engine through a private loopback port,
+ * hence `--allow-net=127.0.0.1` (the host) in every run line.
+ *
+ * Run:    deno run --allow-net=127.0.0.1 scripts/http2_server.ts
+ * TLS:    deno run --allow-net=127.0.0.1 --allow-read=server.pem,server.key
+ *           scripts/http2_server.ts --tls --cert server.pem --key server.key
+ * Unix:   deno run --allow-net=127.0.0.1,unix:/tmp/h2.sock --allow-read=/tmp/h2.sock
+ *           --allow-write=/tmp/h2.sock scripts/http2_server.ts --unix /tmp/h2.sock
  * Try it: curl --http2-prior-knowledge http://127.0.0.1:8080/
  *
  * @module
  */
 import { formatAddr } from "../lib/address.ts";
-import { printLine, runMain, stopSignal } from "../lib/cli.ts";
-import { UsageError } from "../lib/errors.ts";
+import { printError, printLine, runMain, stopSignal } from "../lib/cli.ts";
+import { describeError } from "../lib/errors.ts";
 import { escapeText } from "../lib/escape.ts";
-import { parseDuration, parseFlags, parseHost, parsePort, rejectTogether } from "../lib/flags.ts";
-import { explainTlsError, serverTlsFromFlags } from "../lib/tls.ts";
-import { claimUnixPath, releaseUnixPath } from "../lib/net/unix_path.ts";
+import {
+  parseCount,
+  parseDuration,
+  parseEndpoint,
+  parseFlags,
+  parseSize,
+  rejectTogether,
+} from "../lib/flags.ts";
+import { formatJsonEvent } from "../lib/json_event.ts";
+import { type BodySize, measureBody } from "../lib/http/body.ts";
+import {
+  type HttpConnectionInfo,
+  type HttpServer,
+  type HttpServerEvent,
+  type HttpServerOptions,
+  type HttpVersion,
+  serveHttp,
+} from "../lib/http/server.ts";
+import { describeAcceptError } from "../lib/net/accept.ts";
+import { describeProxyRejection, proxyTimeoutFromFlags } from "../lib/net/proxy_listener.ts";
+import { serverTlsFromFlags } from "../lib/tls.ts";
 
 /** The `server` header of every response. */
 export const SERVER_NAME = "deno-sockets-http2";
 
-/** The HTTP version a request came over. */
-export type HttpProtocol = "HTTP/2" | "HTTP/1.1";
+/** The largest request body read by default; larger ones are answered with 413. */
+export const DEFAULT_MAX_BODY = 64 * 1024 * 1024;
 
-/** What the server answers: the guide's headers, plus what it had to infer. */
+/** What the server answers: the guide's headers, plus the version and the body size. */
 export interface RequestReport {
   /** The request method. */
   method: string;
   /** The path and query, as the client sent them. */
   path: string;
-  /** The HTTP version, inferred by {@linkcode inferProtocol}. */
-  protocol: HttpProtocol;
+  /** The HTTP version the connection speaks. */
+  protocol: HttpVersion;
   /** The request headers, lower case; over HTTP/2 led by the pseudo-headers. */
   headers: Record<string, string>;
+  /** The size of the request body. */
+  body_bytes: number;
 }
 
 /** One line of the access log. */
-export interface AccessLogEntry extends Omit<RequestReport, "headers"> {
+export interface AccessLogEntry {
   /** The client's address. */
-  remote: Deno.Addr;
+  peer: Deno.Addr;
+  /** The request method. */
+  method: string;
+  /** The path and query. */
+  path: string;
+  /** The HTTP version. */
+  protocol: HttpVersion;
   /** The response status. */
   status: number;
-  /** The response body size in bytes. */
+  /** The response body size in bytes (0 for HEAD). */
   bytes: number;
-}
-
-/** Options for {@linkcode serveHttp2}. */
-export interface Http2ServerOptions {
-  /** Address to bind. @default {"127.0.0.1"} */
-  hostname?: string;
-  /** Port to bind; 0 picks a free one. @default {8080} */
-  port?: number;
-  /** Bind a Unix stream socket at this path instead of TCP (cleartext only). */
-  path?: string;
-  /** TLS certificate chain and key (PEM); ALPN then offers `h2` and `http/1.1`. */
-  tls?: { cert: string; key: string };
-  /** Shuts the server down gracefully when aborted. */
-  signal?: AbortSignal;
-  /** Called once the server is bound, with the address really bound. */
-  onListen?: (addr: Deno.Addr) => void;
-  /** Called for every request answered. */
-  onRequest?: (entry: AccessLogEntry) => void;
-}
-
-/**
- * Tells HTTP/2 from HTTP/1.1. `Deno.serve` does not say which one a request came over
- * (denoland/deno#10277), so this reads it from the headers: HTTP/1.1 must carry `Host`
- * (RFC 9112, 3.2), while HTTP/2 clients put the authority in the `:authority` pseudo-header
- * instead (RFC 9113, 8.3.1), which Deno turns into the URL and leaves out of the headers.
- * An HTTP/2 client that sends `Host` as well is reported as HTTP/1.1.
- *
- * @example
- * ```ts
- * import { inferProtocol } from "./http2_server.ts";
- * if (inferProtocol(new Headers({ host: "example.com" })) !== "HTTP/1.1") throw new Error();
- * ```
- */
-export function inferProtocol(headers: Headers): HttpProtocol {
-  return headers.has("host") ? "HTTP/1.1" : "HTTP/2";
+  /** The request body size in bytes (as far as it was read). */
+  body_bytes: number;
 }
 
 /**
  * Describes a request as the guide's server does. Deno keeps the HTTP/2 pseudo-headers to
- * itself, so `:method`, `:scheme`, `:authority` and `:path` are rebuilt from the request.
+ * itself, so over HTTP/2 `:method`, `:scheme`, `:authority` (when the client named a host) and
+ * `:path` are rebuilt from the request and the connection.
  *
  * @example
  * ```ts
  * import { reportRequest } from "./http2_server.ts";
- * const report = reportRequest(new Request("http://127.0.0.1:8080/a?b=1"));
+ * const info = { protocol: "HTTP/2", secure: false, authority: "127.0.0.1:8080" } as const;
+ * const report = reportRequest(new Request("http://127.0.0.1:8080/a?b=1"), info, 0);
  * if (report.headers[":path"] !== "/a?b=1") throw new Error(JSON.stringify(report));
  * ```
  */
-export function reportRequest(request: Request): RequestReport {
-  const url = new URL(request.url);
-  const path = url.pathname + url.search;
-  const protocol = inferProtocol(request.headers);
+export function reportRequest(
+  request: Request,
+  info: Pick<HttpConnectionInfo, "protocol" | "secure" | "authority">,
+  bodyBytes: number,
+): RequestReport {
+  const path = pathOf(request);
   const headers: Record<string, string> = {};
-  if (protocol === "HTTP/2") {
+  if (info.protocol === "HTTP/2") {
     headers[":method"] = request.method;
-    headers[":scheme"] = url.protocol.slice(0, -1);
-    headers[":authority"] = url.host;
+    headers[":scheme"] = info.secure ? "https" : "http";
+    if (info.authority !== undefined) headers[":authority"] = info.authority;
     headers[":path"] = path;
   }
   for (const [name, value] of request.headers) {
     // Only `set-cookie` comes back from Headers more than once; join it as the others are.
     headers[name] = name in headers ? `${headers[name]}, ${value}` : value;
   }
-  return { method: request.method, path, protocol, headers };
+  return { method: request.method, path, protocol: info.protocol, headers, body_bytes: bodyBytes };
+}
+
+/** The path and query of `request`, cut from the URL Deno serialized (`http://host/path?q`). */
+function pathOf(request: Request): string {
+  const url = request.url;
+  return url.slice(url.indexOf("/", url.indexOf("//") + 2));
+}
+
+/** Options for {@linkcode serveHttp2}. */
+export interface Http2ServerOptions extends HttpServerOptions {
+  /** The largest request body read; larger ones get 413. @default {DEFAULT_MAX_BODY} */
+  maxBody?: number;
+  /** Called for every request answered. */
+  onRequest?: (entry: AccessLogEntry) => void;
 }
 
 /**
- * Starts the server; `signal` (or `server.shutdown()`) stops it gracefully: no new
- * connections, requests in flight finish.
+ * Starts the server; `signal` (or `server.close()`) stops it gracefully: no new connections,
+ * requests in flight finish within `graceTimeout`.
  *
  * @example Asking over HTTP/1.1
  * ```ts
  * import { serveHttp2 } from "./http2_server.ts";
- * await using server = serveHttp2({ port: 0 });
- * const response = await fetch(`http://127.0.0.1:${server.addr.port}/hello`);
+ * const server = await serveHttp2({ port: 0 });
+ * const response = await fetch(`http://127.0.0.1:${(server.addr as Deno.NetAddr).port}/hello`);
  * const body = await response.json();
- * if (body.path !== "/hello") throw new Error(JSON.stringify(body));
+ * server.close();
+ * await server.finished;
+ * if (body.path !== "/hello" || body.protocol !== "HTTP/1.1") throw new Error(JSON.stringify(body));
  * ```
  */
-export function serveHttp2(options: Http2ServerOptions = {}): Deno.HttpServer<Deno.NetAddr> {
-  const { signal, onRequest } = options;
-  const handler = (request: Request, info: Deno.ServeHandlerInfo): Response => {
-    const report = reportRequest(request);
-    const body = new TextEncoder().encode(JSON.stringify(report, null, 2) + "\n");
-    const { method, path, protocol } = report;
+export function serveHttp2(options: Http2ServerOptions = {}): Promise<HttpServer> {
+  const { maxBody = DEFAULT_MAX_BODY, onRequest } = options;
+  const encoder = new TextEncoder();
+  const answer = (request: Request, info: HttpConnectionInfo, size: BodySize): Response => {
+    const status = size.tooLarge ? 413 : 200;
+    const json = size.tooLarge
+      ? { error: `The request body is larger than ${maxBody} bytes`, max_body: maxBody }
+      : reportRequest(request, info, size.bytes);
+    const body = encoder.encode(JSON.stringify(json, null, 2) + "\n");
+    // HEAD gets the headers GET would have, content-length included, and no body: Deno's
+    // engine sends whatever body it is given, a protocol error over HTTP/2 (denoland/deno#19605).
+    const head = request.method === "HEAD";
     onRequest?.({
-      method,
-      path,
-      protocol,
-      remote: info.remoteAddr,
-      status: 200,
-      bytes: body.length,
+      peer: info.peer,
+      method: request.method,
+      path: pathOf(request),
+      protocol: info.protocol,
+      status,
+      bytes: head ? 0 : body.length,
+      body_bytes: size.bytes,
     });
-    return new Response(body, {
-      status: 200,
-      headers: { "content-type": "application/json", "server": SERVER_NAME },
-    });
+    const headers: [string, string][] = [
+      ["content-type", "application/json"],
+      ["content-length", String(body.length)],
+      ["server", SERVER_NAME],
+    ];
+    // HTTP/1.x cannot skip the rest of a body it refused: close after the answer. HTTP/2 ends
+    // the stream with RST_STREAM(NO_ERROR), as RFC 9113 (8.1) asks.
+    if (size.tooLarge && info.protocol !== "HTTP/2") headers.push(["connection", "close"]);
+    return new Response(head ? null : body, { status, headers });
   };
-  const onListen = (addr: Deno.Addr) => options.onListen?.(addr);
-  let server: Deno.HttpServer<Deno.Addr>;
-  if (options.path !== undefined) {
-    server = Deno.serve({ path: options.path, onListen }, handler);
-  } else {
-    const address = { hostname: options.hostname ?? "127.0.0.1", port: options.port ?? 8080 };
-    try {
-      server = Deno.serve({ ...address, ...options.tls, onListen }, handler);
-    } catch (error) {
-      throw explainTlsError(error);
-    }
-  }
-  const shutdown = () => server.shutdown();
-  signal?.addEventListener("abort", shutdown, { once: true });
-  if (signal?.aborted) shutdown();
-  server.finished.finally(() => signal?.removeEventListener("abort", shutdown));
-  // A Unix socket server has a UnixAddr; callers that chose `path` know it.
-  return server as Deno.HttpServer<Deno.NetAddr>;
+  return serveHttp((request, info) => {
+    // Most requests have no body: answer them without a promise.
+    if (request.body === null) return answer(request, info, NO_BODY);
+    return measureBody(request, maxBody).then((size) => answer(request, info, size));
+  }, { port: 8080, ...options });
 }
+
+const NO_BODY: BodySize = { bytes: 0, tooLarge: false };
 
 /** Formats an access log line, Common Log Format style: `addr "GET / HTTP/2" 200 123`. */
 export function formatAccessLine(entry: AccessLogEntry): string {
   const request = escapeText(`${entry.method} ${entry.path} ${entry.protocol}`);
-  return `${formatAddr(entry.remote)} "${request}" ${entry.status} ${entry.bytes}`;
+  return `${formatAddr(entry.peer)} "${request}" ${entry.status} ${entry.bytes}`;
 }
 
-/** Waits for `finished`; once `signal` aborts, at most `graceMs` more. False when time ran out. */
-async function finishedWithin(
-  finished: Promise<void>,
-  signal: AbortSignal,
-  graceMs: number,
-): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const expired = new Promise<boolean>((resolve) => {
-    const start = () => {
-      timer = setTimeout(() => resolve(false), graceMs);
-    };
-    if (signal.aborted) start();
-    else signal.addEventListener("abort", start, { once: true });
-  });
-  try {
-    return await Promise.race([finished.then(() => true), expired]);
-  } finally {
-    clearTimeout(timer);
+/** One line for a server event, as text or (`json`) in the shared JSON schema. */
+export function formatServerEvent(event: HttpServerEvent, json: boolean): string {
+  const what = event.type === "refused"
+    ? "too many connections"
+    : event.type === "error"
+    ? describeError(event.error)
+    : event.phase === "handshake"
+    ? `no TLS handshake within ${event.ms} ms`
+    : event.phase === "headers"
+    ? `no complete request headers within ${event.ms} ms`
+    : `idle for ${event.ms} ms`;
+  if (!json) {
+    return `${event.type === "refused" ? "refusing" : "closing"} ${
+      formatAddr(event.peer)
+    }: ${what}`;
   }
+  const extra = event.type === "timeout" ? { phase: event.phase, ms: event.ms } : {};
+  return formatJsonEvent(event.type, { peer: event.peer, ...extra, reason: what });
 }
 
 const USAGE = `Usage: http2_server.ts [options]
 
-The hyper-h2 guide's server: answers every request with its method, path, protocol and
-headers as JSON. Cleartext HTTP/2 with prior knowledge (h2c) and HTTP/1.1 by default;
-TLS with ALPN (h2, http/1.1) with --cert and --key.
+The hyper-h2 guide's server: answers every request with its method, path, HTTP version,
+headers and body size as JSON. Cleartext HTTP/2 with prior knowledge (h2c) and HTTP/1.x on
+one port; with --tls, TLS where ALPN offers h2 and http/1.1.
 
 Options:
-  --host HOST       address to bind (IPv4, IPv6 or name)        [default: 127.0.0.1]
-  --port PORT       port to bind, 0 for any free port           [default: 8080]
-  --unix PATH       bind a Unix stream socket instead of TCP (cleartext)
-  --cert FILE       TLS certificate chain, PEM (needs --key and --allow-read)
-  --key FILE        TLS private key, PEM
-  --quiet           print no access log
-  --json            print the access log as one JSON object per request
-  --grace DURATION  on SIGINT/SIGTERM, how long open connections may take to finish
-                    before the server exits anyway                  [default: 5s]
-  -h, --help        show this help
+  --host HOST                   address to bind (IPv4, IPv6 or name)   [default: 127.0.0.1]
+  -p, --port PORT               port to bind, 0 for any free port      [default: 8080]
+  --unix PATH                   bind a Unix stream socket instead of TCP (no TLS)
+  --tls                         serve TLS, with --cert FILE and --key FILE (PEM; needs --allow-read)
+  --alpn P1,P2                  ALPN protocols to offer with --tls     [default: h2,http/1.1]
+  --max-body SIZE               largest request body read; larger: 413 [default: 64M]
+  --max-connections N           close connections beyond N at once     [default: 10000]
+  --idle-timeout DURATION       close a connection with no request for this long [default: 60s]
+  --header-timeout DURATION     close a connection whose request headers take longer [default: 10s]
+  --handshake-timeout DURATION  close a TLS client that has not finished its handshake [default: 10s]
+  --backlog N                   pending connections queued by the kernel [default: 511]
+  --proxy-protocol              read a PROXY protocol header (v1 or v2) first on every
+                                connection: logs name the client it names (not with --tls)
+  --proxy-timeout DURATION      close a connection whose PROXY header is not complete by then
+                                                                       [default: 5s]
+  --grace DURATION              after a stop, time left for requests in flight [default: 5s]
+  -q, --quiet                   print no access log
+  --json                        print the access log as one JSON object per line
+  -h, --help                    show this help
+  --version                     print the version
 
-Run:    deno run --allow-net=127.0.0.1:8080 scripts/http2_server.ts
-TLS:    deno run --allow-net=127.0.0.1:8080 --allow-read=server.pem,server.key \\
-          scripts/http2_server.ts --cert server.pem --key server.key
+SIGINT/SIGTERM stop accepting, let requests in flight finish within --grace (HTTP/2 clients get
+GOAWAY), and exit 0. Errors about one connection end that connection; running out of
+descriptors pauses accepting until some are free. Every run line needs --allow-net=127.0.0.1:
+requests reach Deno's HTTP engine through a private loopback port.
+
+Run:    deno run --allow-net=127.0.0.1 scripts/http2_server.ts
+TLS:    deno run --allow-net=127.0.0.1 --allow-read=server.pem,server.key \\
+          scripts/http2_server.ts --tls --cert server.pem --key server.key
 Try it: curl --http2-prior-knowledge http://127.0.0.1:8080/
         curl --http2 --cacert ca.pem https://localhost:8080/`;
 
 async function main(args: string[]): Promise<void> {
   const flags = parseFlags(args, {
-    string: ["host", "port", "unix", "cert", "key", "grace"],
-    boolean: ["quiet", "json", "help"],
-    alias: { h: "help" },
+    string: [
+      "host",
+      "port",
+      "unix",
+      "cert",
+      "key",
+      "max-body",
+      "max-connections",
+      "idle-timeout",
+      "header-timeout",
+      "handshake-timeout",
+      "backlog",
+      "grace",
+      "proxy-timeout",
+    ],
+    boolean: ["quiet", "json", "tls", "proxy-protocol"],
+    collect: ["alpn"],
+    alias: { p: "port", q: "quiet" },
+    usage: USAGE,
   });
-  if (flags.help) return printLine(USAGE);
-  rejectTogether(flags, ["unix", "host"]);
-  rejectTogether(flags, ["unix", "port"]);
-  rejectTogether(flags, ["unix", "cert"]);
   rejectTogether(flags, ["quiet", "json"]);
-  if ((flags.cert === undefined) !== (flags.key === undefined)) {
-    throw new UsageError(`Flags "--cert" and "--key" go together`);
+  const duration = (name: string, fallback: string) =>
+    parseDuration(flags[name as "grace"] ?? fallback, `--${name}`);
+  const options: Http2ServerOptions = {
+    ...parseEndpoint(flags, 8080),
+    maxBody: parseSize(flags["max-body"] ?? "64M", "--max-body", { min: 0 }),
+    maxConnections: parseCount(flags["max-connections"] ?? "10000", "--max-connections"),
+    idleTimeout: duration("idle-timeout", "60s"),
+    headerTimeout: duration("header-timeout", "10s"),
+    handshakeTimeout: duration("handshake-timeout", "10s"),
+    backlog: parseCount(flags.backlog ?? "511", "--backlog", { max: 65535 }),
+    graceTimeout: parseDuration(flags.grace ?? "5s", "--grace", { allowZero: true }),
+  };
+  const proxyTimeout = proxyTimeoutFromFlags(flags);
+  if (proxyTimeout !== undefined) {
+    options.proxyProtocol = {
+      timeout: proxyTimeout,
+      onRejected: (rejection) => printError(`http2_server: ${describeProxyRejection(rejection)}`),
+    };
   }
-  const hostname = parseHost(flags.host ?? "127.0.0.1");
-  const port = parsePort(flags.port ?? "8080");
-  const graceMs = parseDuration(flags.grace ?? "5s", "--grace", { allowZero: true });
-  const tls = await serverTlsFromFlags({ ...flags, tls: flags.cert !== undefined });
+  // Files last, so that a usage error is reported before a file that cannot be read.
+  const tls = await serverTlsFromFlags(flags);
+  if (tls) options.tls = { ...tls, alpnProtocols: tls.alpnProtocols ?? ["h2", "http/1.1"] };
 
   using stop = stopSignal();
-  if (flags.unix !== undefined) await claimUnixPath(flags.unix);
-  try {
-    const server = serveHttp2({
-      hostname,
-      port,
-      path: flags.unix,
-      tls,
-      signal: stop.signal,
-      onListen: (addr) => console.error(`Listening on ${formatAddr(addr)}`),
-      onRequest(entry) {
-        if (flags.quiet) return;
-        if (!flags.json) return printLine(formatAccessLine(entry));
-        const { remote, ...rest } = entry;
-        printLine(JSON.stringify({
-          event: "request",
-          time: new Date().toISOString(),
-          remote: formatAddr(remote),
-          ...rest,
-        }));
-      },
-    });
-    if (!await finishedWithin(server.finished, stop.signal, graceMs)) {
-      // An HTTP/2 client may keep its connection after GOAWAY; exiting closes it.
-      console.error(`Closing connections still open ${graceMs} ms after the stop signal`);
-    }
-  } finally {
-    if (flags.unix !== undefined) releaseUnixPath(flags.unix);
+  const server = await serveHttp2({
+    ...options,
+    signal: stop.signal,
+    onRequest: flags.quiet
+      ? undefined
+      : flags.json
+      ? ({ peer, ...rest }) => printLine(formatJsonEvent("request", { peer, ...rest }))
+      : (entry) => printLine(formatAccessLine(entry)),
+    onEvent(event) {
+      if (event.type === "error") printError(`http2_server: ${formatServerEvent(event, false)}`);
+      else if (!flags.quiet) printLine(formatServerEvent(event, flags.json));
+    },
+    onAcceptError: (report) => printError(`http2_server: ${describeAcceptError(report)}`),
+  });
+  printError(`Listening on ${formatAddr(server.addr)}`);
+  await server.finished;
+  const { forced } = server.stats;
+  if (forced > 0) {
+    const what = forced === 1 ? "1 connection" : `${forced} connections`;
+    printError(`Closed ${what} still open ${options.graceTimeout} ms after the stop signal`);
   }
 }
 

@@ -1,46 +1,17 @@
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "@std/assert";
 import { hasPeer, runPeer, runScript, spawnScript } from "./_process.ts";
-import { createTestCertificates, hasOpenssl, type TestCertificates } from "./_tls.ts";
+import { createTestCertificates, hasOpenssl } from "./_tls.ts";
+import { curl, NET, SCRIPT, startServer, tlsArgs } from "./http2_fixture.ts";
 
-const SCRIPT = "http2_server.ts";
-/** The header's permissions, host-only because the tests bind port 0. */
-const NET = ["--allow-net=127.0.0.1"];
 const noCurl = !hasPeer("curl");
 const decoder = new TextDecoder();
-
-interface CurlResult {
-  status: string;
-  headers: Headers;
-  body: Record<string, unknown>;
-  verbose: string;
-}
-
-/** Runs curl with `-i`, splits the status line, headers and JSON body. */
-async function curl(args: string[]): Promise<CurlResult> {
-  const { code, stdout, stderr } = await runPeer("curl", ["-sS", "-i", "-v", ...args]);
-  assertEquals(code, 0, stderr);
-  const text = decoder.decode(stdout);
-  const split = text.indexOf("\r\n\r\n");
-  const [status, ...lines] = text.slice(0, split).split("\r\n");
-  const headers = new Headers();
-  for (const line of lines) {
-    const colon = line.indexOf(":");
-    headers.append(line.slice(0, colon).trim(), line.slice(colon + 1).trim());
-  }
-  const body = JSON.parse(text.slice(split + 4));
-  return { status: status.trimEnd(), headers, body, verbose: stderr };
-}
-
-function tlsPermissions(certs: TestCertificates): string[] {
-  return [...NET, `--allow-read=${certs.certFile},${certs.keyFile}`];
-}
 
 Deno.test({
   name: "http2_server answers curl --http2-prior-knowledge with its headers as JSON",
   ignore: noCurl,
   async fn() {
-    await using server = spawnScript(SCRIPT, ["--port", "0"], { permissions: NET });
-    const port = await server.listeningPort();
+    const { server, port } = await startServer([]);
+    await using _ = server;
     const { status, headers, body } = await curl([
       "--http2-prior-knowledge",
       "-H",
@@ -63,6 +34,7 @@ Deno.test({
         "user-agent": (body.headers as Record<string, string>)["user-agent"],
         "x-trace": "42",
       },
+      body_bytes: 0,
     });
     await server.waitForStdout(/"GET \/some\/path\?q=1 HTTP\/2" 200 \d+$/m);
     const result = await server.stop("SIGINT");
@@ -75,24 +47,28 @@ Deno.test({
   name: "http2_server answers HTTP/1.1 on the same cleartext port and logs JSON with --json",
   ignore: noCurl,
   async fn() {
-    await using server = spawnScript(SCRIPT, ["--port", "0", "--json"], { permissions: NET });
-    const port = await server.listeningPort();
-    const { status, body } = await curl(["--http1.1", "-X", "POST", `http://127.0.0.1:${port}/`]);
+    const { server, port } = await startServer(["--json"]);
+    await using _ = server;
+    const { status, body } = await curl([
+      "--http1.1",
+      "--data-binary",
+      "hello",
+      `http://127.0.0.1:${port}/`,
+    ]);
     assertEquals(status, "HTTP/1.1 200 OK");
-    assertEquals(body.method, "POST");
-    assertEquals(body.protocol, "HTTP/1.1");
+    assertEquals([body.method, body.protocol, body.body_bytes], ["POST", "HTTP/1.1", 5]);
     assertEquals((body.headers as Record<string, string>).host, `127.0.0.1:${port}`);
     assert(!(":method" in (body.headers as object)), "no pseudo-headers over HTTP/1.1");
     const [line] = await server.waitForStdout(/^\{.*\}$/m);
     const entry = JSON.parse(line);
+    assertEquals(Object.keys(entry).slice(0, 4), ["event", "time", "peer", "bytes"]);
     assertEquals(entry.event, "request");
-    assertEquals([entry.method, entry.path, entry.protocol, entry.status], [
-      "POST",
-      "/",
-      "HTTP/1.1",
-      200,
-    ]);
-    assertMatch(entry.remote, /^127\.0\.0\.1:\d+$/);
+    assertMatch(entry.peer, /^127\.0\.0\.1:\d+$/);
+    assertEquals(
+      [entry.method, entry.path, entry.protocol, entry.status, entry.body_bytes],
+      ["POST", "/", "HTTP/1.1", 200, 5],
+    );
+    assert(entry.bytes > 0);
     assertEquals((await server.stop("SIGTERM")).code, 0);
   },
 });
@@ -102,7 +78,7 @@ Deno.test({
   ignore: noCurl,
   async fn() {
     await using server = spawnScript(SCRIPT, ["--host", "::1", "--port", "0", "--quiet"], {
-      permissions: ["--allow-net=[::1]"],
+      permissions: ["--allow-net=[::1],127.0.0.1"],
     });
     const [, port] = await server.waitForStderr(/^Listening on \[::1\]:(\d+)$/m);
     const { status, body } = await curl([
@@ -118,16 +94,13 @@ Deno.test({
 });
 
 Deno.test({
-  name: "http2_server negotiates h2 and http/1.1 by ALPN over TLS",
+  name: "http2_server negotiates h2 and http/1.1 by ALPN with --tls",
   ignore: noCurl || !hasOpenssl(),
   async fn() {
     await using certs = await createTestCertificates();
-    await using server = spawnScript(
-      SCRIPT,
-      ["--port", "0", "--quiet", "--cert", certs.certFile, "--key", certs.keyFile],
-      { permissions: tlsPermissions(certs) },
-    );
-    const port = await server.listeningPort();
+    const { args, permissions } = tlsArgs(certs);
+    const { server, port } = await startServer(["--quiet", ...args], permissions);
+    await using _ = server;
     for (const host of ["127.0.0.1", "localhost"]) {
       const h2 = await curl(["--http2", "--cacert", certs.caFile, `https://${host}:${port}/tls`]);
       assertStringIncludes(h2.verbose, "ALPN: server accepted h2");
@@ -147,8 +120,8 @@ Deno.test({
   name: "http2_server answers every request of a bounded h2load run",
   ignore: !hasPeer("h2load"),
   async fn() {
-    await using server = spawnScript(SCRIPT, ["--port", "0", "--quiet"], { permissions: NET });
-    const port = await server.listeningPort();
+    const { server, port } = await startServer(["--quiet"]);
+    await using _ = server;
     const { code, stdout, stderr } = await runPeer(
       "h2load",
       ["-n", "200", "-c", "4", "-m", "10", `http://127.0.0.1:${port}/load`],
@@ -164,10 +137,8 @@ Deno.test({
 });
 
 Deno.test("http2_server stops on SIGINT even when an HTTP/2 client ignores GOAWAY", async () => {
-  await using server = spawnScript(SCRIPT, ["--port", "0", "--grace", "200ms"], {
-    permissions: NET,
-  });
-  const port = await server.listeningPort();
+  const { server, port } = await startServer(["--grace", "200ms"]);
+  await using _ = server;
   using conn = await Deno.connect({ hostname: "127.0.0.1", port });
   // The HTTP/2 preface and an empty SETTINGS frame, then silence: an idle h2c connection.
   const preface = new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
@@ -178,9 +149,9 @@ Deno.test("http2_server stops on SIGINT even when an HTTP/2 client ignores GOAWA
   assertEquals(result.code, 0, result.stderr);
   assertStringIncludes(
     result.stderr,
-    "Closing connections still open 200 ms after the stop signal",
+    "Closed 1 connection still open 200 ms after the stop signal",
   );
-  while (await conn.read(buffer) !== null) { /* GOAWAY frames, then the end */ }
+  while (await conn.read(buffer) !== null) { /* GOAWAY and PING frames, then the end */ }
 });
 
 Deno.test({
@@ -191,7 +162,11 @@ Deno.test({
     const path = `${dir}/h2.sock`;
     try {
       await using server = spawnScript(SCRIPT, ["--unix", path, "--quiet"], {
-        permissions: [`--allow-net=unix:${path}`, `--allow-read=${dir}`, `--allow-write=${dir}`],
+        permissions: [
+          `--allow-net=127.0.0.1,unix:${path}`,
+          `--allow-read=${dir}`,
+          `--allow-write=${dir}`,
+        ],
       });
       await server.waitForStderr(/^Listening on unix:/m);
       const { status, body } = await curl([
@@ -209,14 +184,49 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "http2_server logs the client a PROXY header names (--proxy-protocol), h2c and HTTP/1.1",
+  ignore: noCurl,
+  async fn() {
+    const { server, port } = await startServer(["--proxy-protocol", "--json"]);
+    await using _ = server;
+    // curl sends a PROXY v1 header with its own addresses, then speaks h2c.
+    const { body } = await curl([
+      "--haproxy-protocol",
+      "--http2-prior-knowledge",
+      `http://127.0.0.1:${port}/curl`,
+    ]);
+    assertEquals(body.protocol, "HTTP/2");
+    // A balancer's header naming a client elsewhere (a documentation address, RFC 5737).
+    using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    await conn.write(new TextEncoder().encode(
+      "PROXY TCP4 203.0.113.7 127.0.0.1 51000 8080\r\n" +
+        "GET /balanced HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    ));
+    const reply = await new Response(conn.readable).text();
+    assertMatch(reply, /^HTTP\/1\.1 200 OK\r\n/);
+    const result = await server.stop("SIGINT");
+    assertEquals(result.code, 0, result.stderr);
+    const peers = result.stdout.trim().split("\n").map((line) => JSON.parse(line).peer);
+    assertMatch(peers[0], /^127\.0\.0\.1:\d+$/);
+    assertEquals(peers[1], "203.0.113.7:51000");
+  },
+});
+
 Deno.test("http2_server exits 2 with one line for bad flags", async () => {
   for (
     const args of [
       ["--prot", "1"],
       ["--port", "70000"],
-      ["--cert", "server.pem"],
-      ["--unix", "/tmp/x.sock", "--cert", "a", "--key", "b"],
+      ["--cert", "server.pem", "--key", "server.key"],
+      ["--tls", "--cert", "server.pem"],
+      ["--unix", "/tmp/x.sock", "--tls", "--cert", "a", "--key", "b"],
       ["--quiet", "--json"],
+      ["--max-body", "lots"],
+      ["--idle-timeout", "0"],
+      ["--header-timeout", "soon"],
+      ["--proxy-timeout", "1s"],
+      ["--proxy-protocol", "--tls", "--cert", "a", "--key", "b"],
     ]
   ) {
     const result = await runScript(SCRIPT, args, { permissions: NET });
@@ -225,7 +235,9 @@ Deno.test("http2_server exits 2 with one line for bad flags", async () => {
   }
   const help = await runScript(SCRIPT, ["--help"], { permissions: NET });
   assertEquals(help.code, 0);
-  assertStringIncludes(help.stdout, "--http2-prior-knowledge");
+  for (const text of ["--http2-prior-knowledge", "[default: 64M]", "\nRun:", "\nTry it:"]) {
+    assertStringIncludes(help.stdout, text);
+  }
 });
 
 Deno.test("http2_server exits 1 with one line when the port is in use", async () => {
@@ -234,12 +246,20 @@ Deno.test("http2_server exits 1 with one line when the port is in use", async ()
     permissions: NET,
   });
   assertEquals(result.code, 1);
-  assertMatch(result.stderr, /^http2_server: Address already in use[^\n]*\n$/);
+  assertMatch(result.stderr, /^http2_server: [^\n]*Address already in use[^\n]*\n$/);
+});
+
+Deno.test("http2_server names the flag it needs instead of prompting", async () => {
+  const result = await runScript(SCRIPT, ["--host", "::1", "--port", "0"], {
+    permissions: ["--allow-net=[::1]"],
+  });
+  assertEquals(result.code, 1);
+  assertStringIncludes(result.stderr, "run again with --allow-net=127.0.0.1");
 });
 
 Deno.test("http2_server exits 1 naming a certificate file it cannot read", async () => {
   const missing = "/nonexistent/server.pem";
-  const result = await runScript(SCRIPT, ["--cert", missing, "--key", missing], {
+  const result = await runScript(SCRIPT, ["--tls", "--cert", missing, "--key", missing], {
     permissions: [...NET, "--allow-read=/nonexistent"],
   });
   assertEquals(result.code, 1);
