@@ -303,8 +303,8 @@ Deno.test({
     }
     const stderr = await new Response(client.stderr).text();
     assertEquals((await client.status).code, 0, stderr);
-    // python3-h2's own state machine (4.1) raises ProtocolError on that PING: after the first
-    // GOAWAY it considers the connection closed. The README says so.
+    // python3-h2's own state machine (4.1) raises ProtocolError on that PING, as on any frame
+    // after the first GOAWAY (it considers the connection closed). The README says so.
     assertEquals(
       text.split("\n")[1],
       "GoAwayFrame(2147483647) PingFrame GoAwayFrame(0)",

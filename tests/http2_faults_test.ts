@@ -214,6 +214,124 @@ Deno.test({
   },
 });
 
+/** A python3-h2 client that starts an upload (`SIZE` bytes), says READY once the server has
+ * answered its SETTINGS, sends the rest when it reads a line on stdin, and prints the answer. */
+const H2_UPLOAD_CLIENT = `
+import socket, sys, json, h2.connection, h2.config, h2.events
+port, size = int(sys.argv[1]), int(sys.argv[2])
+s = socket.create_connection(("127.0.0.1", port))
+c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+c.initiate_connection()
+c.send_headers(1, [(":method", "POST"), (":path", "/up"), (":scheme", "http"),
+                   (":authority", "x"), ("content-length", str(size))])
+c.send_data(1, bytes(1000))
+sent, status, body, ended, ready = 1000, None, b"", False, False
+s.sendall(c.data_to_send())
+buf, goaway = b"", False
+def frames():
+    # GOAWAY and PING are handled here, not by h2: python3-h2 4.1 takes any frame after a
+    # GOAWAY (a graceful stop: PING, WINDOW_UPDATE, the answer) for a protocol error.
+    global buf, goaway
+    buf += s.recv(65536)
+    while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
+        n = 9 + int.from_bytes(buf[:3], "big")
+        frame, buf = buf[:n], buf[n:]
+        if frame[3] == 7:
+            goaway = True
+        elif frame[3] != 6:
+            yield frame
+        elif not frame[4] & 1:
+            s.sendall(b"\\x00\\x00\\x08\\x06\\x01\\x00\\x00\\x00\\x00" + frame[9:])
+def pump():
+    global status, body, ended, ready
+    for e in [e for frame in frames() for e in c.receive_data(frame)]:
+        if isinstance(e, h2.events.RemoteSettingsChanged): ready = True
+        if isinstance(e, h2.events.ResponseReceived): status = dict(e.headers)[b":status"].decode()
+        if isinstance(e, h2.events.DataReceived):
+            body += e.data
+            c.acknowledge_received_data(e.flow_controlled_length, 1)
+        if isinstance(e, h2.events.StreamEnded): ended = True
+    s.sendall(c.data_to_send())
+while not ready: pump()
+print("READY", flush=True)
+sys.stdin.readline()
+while sent < size:
+    n = min(c.local_flow_control_window(1), c.max_outbound_frame_size, size - sent)
+    if n == 0:
+        pump()
+        continue
+    sent += n
+    c.send_data(1, bytes(n), end_stream=sent == size)
+    s.sendall(c.data_to_send())
+while not ended: pump()
+print(json.dumps({"status": status, "body": body.decode(), "goaway": goaway}))
+`;
+
+Deno.test({
+  name: "http2_server's stop lets uploads in flight finish, over HTTP/1.1 (curl) and HTTP/2",
+  ignore: noCurl || pythonWithH2() === null,
+  async fn() {
+    const { server, port } = await startServer(["--quiet", "--grace", "20s"]);
+    await using _ = server;
+    const file = await Deno.makeTempFile({ prefix: "deno-sockets-upload-" });
+    const h2 = new Deno.Command(pythonWithH2()!, {
+      args: ["-c", H2_UPLOAD_CLIENT, `${port}`, "400000"],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    try {
+      await Deno.writeFile(file, new Uint8Array(400_000));
+      // HTTP/1.1 at 200 kB/s: on its way for 2 s. The server's 100 Continue says the handler
+      // is reading the body.
+      const h1 = new Deno.Command("curl", {
+        args: ["-sS", "-v", "--http1.1", "-H", "expect: 100-continue", "--limit-rate", "200k"]
+          .concat(["--data-binary", `@${file}`, `http://127.0.0.1:${port}/up`]),
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const h1Stdout = new Response(h1.stdout).text();
+      // Read curl's -v lines to the end (a reader that stops early would break curl's pipe).
+      let h1Stderr = "";
+      const continued = Promise.withResolvers<void>();
+      const h1Done = (async () => {
+        for await (const chunk of h1.stderr.pipeThrough(new TextDecoderStream())) {
+          h1Stderr += chunk;
+          if (/^< HTTP\/1\.1 100/m.test(h1Stderr)) continued.resolve();
+        }
+        continued.resolve();
+      })();
+      await continued.promise;
+      const h2Lines = h2.stdout.pipeThrough(new TextDecoderStream()).getReader();
+      let h2Text = "";
+      while (!h2Text.includes("READY\n")) h2Text += (await h2Lines.read()).value ?? "";
+      server.child.kill("SIGINT");
+      // HTTP/2: the rest of the body after the stop began.
+      const writer = h2.stdin.getWriter();
+      await writer.write(encoder.encode("\n"));
+      await writer.close();
+      await h1Done;
+      assertEquals((await h1.status).code, 0, h1Stderr);
+      assertEquals(JSON.parse(await h1Stdout).body_bytes, 400_000);
+      while (true) {
+        const { done, value } = await h2Lines.read();
+        if (done) break;
+        h2Text += value;
+      }
+      const reply = JSON.parse(h2Text.split("\n")[1]);
+      assertEquals([reply.status, JSON.parse(reply.body).body_bytes], ["200", 400_000]);
+      assert(reply.goaway, "the stop announced itself with GOAWAY");
+      const result = await server.stop("SIGINT");
+      assertEquals(result.code, 0, result.stderr);
+    } finally {
+      await h2.stdin.close().catch(() => {});
+      await h2.status;
+      await h2.stderr.cancel();
+      await Deno.remove(file);
+    }
+  },
+});
+
 Deno.test("http2_server takes a second SIGINT within a second for the same stop", async () => {
   const { server, port } = await startServer(["--quiet"]);
   await using _ = server;

@@ -143,11 +143,16 @@ export async function serveHttp(
   options.signal?.addEventListener("abort", close, { once: true });
   if (options.signal?.aborted) close();
 
+  const full = () => connections.size + lingeringTlsConnections() >= maxConnections;
   const loop = acceptLoop(listener, {
     signal: stopping.signal,
     onError: options.onAcceptError,
+    // A TLS connection accepted and closed keeps its socket until the peer acts (Deno 2.9, see
+    // lib/net/handshake.ts), so for TLS the limit is kept before the accept: beyond it, clients
+    // wait in the kernel's backlog. A TCP or Unix connection over the limit is closed at once.
+    hasRoom: listener.tls ? () => !full() : undefined,
     onConnection(conn) {
-      if (connections.size + lingeringTlsConnections() >= maxConnections) {
+      if (full()) {
         stats.refused++;
         onEvent?.({ type: "refused", peer: conn.remoteAddr });
         return closeConn(conn);
