@@ -140,8 +140,9 @@ export class HttpConnection {
     if (this.#engine === undefined) return this.close();
     this.#stopping = true;
     this.#disarm();
-    // Deno's engine fails an HTTP/1.x request that is still reading its body when it shuts
-    // down (the body read throws BadResource; measured with Deno.serve too): between requests.
+    // Deno's engine fails an HTTP/1.x request that is still reading its body when it shuts down
+    // (the read throws BadResource, the client gets 500; Deno.serve too: denoland/deno#36809):
+    // shut down between requests.
     if (this.#facts?.protocol !== "HTTP/2" && this.#inFlight > 0) return;
     this.#engine.shutdown().catch(() => {});
   }

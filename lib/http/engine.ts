@@ -1,7 +1,7 @@
 /**
- * Deno's HTTP engine — the one behind `Deno.serve` (hyper: HTTP/1.1, and HTTP/2 when a
- * connection starts with the preface) — run on *one connection that we accepted*, instead of on
- * a listener that `Deno.serve` accepts from by itself.
+ * Deno's HTTP engine — the one behind `Deno.serve` (HTTP/1.1, and HTTP/2 with hyper's `h2` when
+ * a connection starts with the preface) — run on *one connection that we accepted*, instead of
+ * on a listener that `Deno.serve` accepts from by itself.
  *
  * Why not `Deno.serve`: it owns its accept loop, so it offers no handling of accept errors (it
  * exits on EMFILE, issue 9), no connection limit, no handshake, header or idle deadline, and no
@@ -10,7 +10,10 @@
  * through `Deno[Deno.internal]`, absent from the type declarations), so
  * {@linkcode hasConnectionEngine} checks for it and servers refuse to start without it.
  * The alternative that is public at run time, the deprecated `Deno.serveHttp`, runs the
- * previous engine (hyper 0.14) at about half the speed (h2load, see the README).
+ * previous engine (hyper 0.14) and costs more: measured with h2load (20,000 requests, 4
+ * connections, 10 streams each) as server CPU time per request, 98–110 µs over h2c against
+ * 63–95 µs for this one and 60–62 µs for `Deno.serve`. `node:http2` crashed the process under
+ * the same load (`free(): invalid pointer`).
  * @module
  */
 

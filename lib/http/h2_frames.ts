@@ -3,8 +3,8 @@
  * the frame headers (RFC 9113, 4.1: 24-bit length, type, flags, stream) without decoding
  * payloads, so it costs a few comparisons per frame, and it removes the client's GOAWAY frames.
  *
- * Why: Deno's engine (hyper and the `h2` crate) treats a client's GOAWAY as the end of the
- * connection and drops the streams the client opened in the same breath — it answers
+ * Why: Deno's engine (the `h2` crate: hyperium/h2#885) treats a client's GOAWAY as the end of
+ * the connection and drops the streams the client opened in the same breath — it answers
  * `GOAWAY(last_stream_id=1)` and closes without a response — while RFC 9113 (6.8) says a GOAWAY
  * only stops the *receiver* from opening new streams: the sender's own requests are answered.
  * A server that never pushes has nothing to stop, so removing the frame is what the RFC asks;

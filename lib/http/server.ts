@@ -24,6 +24,7 @@ export type { HttpConnectionInfo, HttpHandler, TimeoutPhase } from "./connection
 export type { HttpVersion } from "./sniff.ts";
 export type { AcceptErrorKind, AcceptErrorReport } from "../net/accept.ts";
 export type { ListenConfig } from "../net/listen.ts";
+export type { ProxyProtocolOptions, ProxyRejection } from "../net/proxy_listener.ts";
 export type { ServerTlsOptions } from "../tls.ts";
 
 /** Something the server did about a connection, for logging. */
