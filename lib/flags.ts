@@ -133,8 +133,10 @@ export function parseFlags<
 }
 
 /**
- * `--name ''` (an empty argument after a value flag) would reach parseArgs as a flag without a
- * value and an empty positional argument; joined as `--name=` it is the empty value it means.
+ * Settles what parseArgs would read otherwise: `--name ''` (an empty argument after a value flag)
+ * and `--name -` (standard input) are that value, joined as `--name=` and `--name=-`; a value flag
+ * with nothing after it, or another flag, has no value (a usage error, rather than an empty value
+ * that `allowEmpty` would accept). A value that starts with `-` is written `--name=-x`.
  */
 function joinEmptyValues(
   args: readonly string[],
@@ -147,9 +149,16 @@ function joinEmptyValues(
     if (arg === "--") return [...joined, ...args.slice(i)];
     const name = /^--([^=]+)$/.exec(arg)?.[1] ?? /^-([^-=])$/.exec(arg)?.[1];
     const flag = name === undefined ? undefined : alias[name] ?? name;
-    if (flag !== undefined && valueFlags.has(flag) && args[i + 1] === "") {
-      joined.push(`--${flag}=`);
+    if (flag === undefined || !valueFlags.has(flag)) {
+      joined.push(arg);
+      continue;
+    }
+    const next = args[i + 1];
+    if (next === "" || next === "-") {
+      joined.push(`--${flag}=${next}`);
       i++;
+    } else if (next === undefined || /^-./.test(next)) {
+      throw new UsageError(`Flag "--${flag}" needs a value`);
     } else {
       joined.push(arg);
     }

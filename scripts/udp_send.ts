@@ -38,29 +38,6 @@ export type { SendOptions, SendResult } from "../lib/datagram/send.ts";
 /** The message line shows at most this much of a message (a file may be 200 KiB). */
 const SHOWN_BYTES = 1024;
 
-/**
- * What lib/flags.ts does not settle yet, for these two flags only: a lone `-` after them is
- * their value (standard input for --message-file; parseArgs takes it for an argument), and
- * `--message` with nothing or another flag after it is a missing value, where `allowEmpty`
- * alone would send an empty datagram (only `--message ''` and `--message=` mean that).
- */
-function settleValues(args: readonly string[]): string[] {
-  const settled: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const [arg, next] = [args[i], args[i + 1]];
-    if (arg === "--") return [...settled, ...args.slice(i)];
-    if ((arg === "--message" || arg === "--message-file") && next === "-") {
-      settled.push(`${arg}=-`);
-      i++;
-    } else if (arg === "--message" && (next === undefined || /^-./.test(next))) {
-      throw new UsageError(`Flag "--message" needs a value`);
-    } else {
-      settled.push(arg);
-    }
-  }
-  return settled;
-}
-
 const USAGE = `Usage: udp_send.ts [options] [HOST [PORT]]
 
 The tutorial's UDP sender: prints the target and the message, then sends it as one datagram.
@@ -103,7 +80,7 @@ Run:    deno run --allow-net=127.0.0.1 scripts/udp_send.ts
 Try it: deno task udp-receive, then this; or udp_receive.ts --echo, then this --wait-reply`;
 
 async function main(args: string[]): Promise<number | void> {
-  const flags = parseFlags(settleValues(args), {
+  const flags = parseFlags(args, {
     string: ["host", "port", "unix", "source", "message", "message-file", "count", "timeout"],
     boolean: ["quiet", "verbose", "broadcast", "json", "wait-reply"],
     // An empty message is a message: `--message ''` sends an empty datagram.

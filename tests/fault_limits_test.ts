@@ -178,9 +178,7 @@ for (const spec of STREAM_SERVERS) {
 for (const spec of STREAM_SERVERS) {
   Deno.test({
     name: `${spec.script} counts silent TLS clients toward --max-connections`,
-    // KNOWN for http2_server.ts only (lib/http/server.ts, being reworked): it accepts silent TLS
-    // clients past --max-connections, and Deno keeps each socket until its client acts.
-    ignore: !hasOpenssl() || spec === HTTP2,
+    ignore: !hasOpenssl(),
     async fn() {
       await using tls = await createTestCertificates();
       // tcp_server's backlog of 5 would make the kernel drop the silent clients' SYNs.

@@ -76,6 +76,11 @@ if (STREAM_SERVERS.includes(CHAT)) {
           for (let i = 0; i < 128; i++) {
             if (await sender.write(chunk).catch(() => 0) === 0) break;
           }
+          // Its end of stream comes after its last byte: once the server closes it, every byte
+          // it sent has been broadcast, and none can reach the fresh clients checked next.
+          await sender.closeWrite().catch(() => {});
+          const scratch = new Uint8Array(64 * 1024);
+          while (await sender.read(scratch).catch(() => null) !== null) { /* until the close */ }
         } finally {
           sender.close();
         }

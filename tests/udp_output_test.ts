@@ -6,7 +6,6 @@ import { assertEquals } from "@std/assert";
 import { hasPeer } from "./_process.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
-const encoder = new TextEncoder();
 
 Deno.test({
   name: "udp_receive.ts counts the lines a stalled stdout cost, and the kernel's drops",
