@@ -16,7 +16,12 @@
  * server CPU time per request: about 1.1 × `Deno.serve`'s over h2c and 1.4 × over HTTP/1.1 (one
  * more copy of every byte, in JavaScript); lib/http/engine.ts has the alternatives' figures.
  *
+ * `--workers N` runs N threads on one port (reusePort, Linux), each with its own accept loop and
+ * its own private loopback port; the kernel spreads connections over them.
+ *
  * Run:    deno run --allow-net=127.0.0.1 scripts/http2_server.ts
+ * Workers: deno run --allow-net=127.0.0.1 --allow-read=scripts/http2_server.ts,lib \
+ *           scripts/http2_server.ts --workers auto
  * TLS:    deno run --allow-net=127.0.0.1 --allow-read=server.pem,server.key
  *           scripts/http2_server.ts --tls --cert server.pem --key server.key
  * Unix:   deno run --allow-net=127.0.0.1,unix:/tmp/h2.sock --allow-read=/tmp/h2.sock
@@ -50,6 +55,14 @@ import {
 import { describeAcceptError } from "../lib/net/accept.ts";
 import { describeProxyRejection, proxyTimeoutFromFlags } from "../lib/net/proxy_listener.ts";
 import { serverTlsFromFlags } from "../lib/tls.ts";
+import {
+  describeWorkerDeath,
+  isWorkerThread,
+  serveAsWorker,
+  startWorkers,
+  sumStats,
+  workersFromFlags,
+} from "../lib/workers/mod.ts";
 
 /** The `server` header of every response. */
 export const SERVER_NAME = "deno-sockets-http2";
@@ -197,8 +210,9 @@ export function formatAccessLine(entry: AccessLogEntry): string {
   return `${formatAddr(entry.peer)} "${request}" ${entry.status} ${entry.bytes}`;
 }
 
-/** One line for a server event, as text or (`json`) in the shared JSON schema. */
-export function formatServerEvent(event: HttpServerEvent, json: boolean): string {
+/** One line for a server event, as text or (`json`) in the shared JSON schema; with
+ * `--workers`, `worker` names the worker that served it (JSON only). */
+export function formatServerEvent(event: HttpServerEvent, json: boolean, worker?: number): string {
   const what = event.type === "refused"
     ? "too many connections"
     : event.type === "error"
@@ -214,7 +228,8 @@ export function formatServerEvent(event: HttpServerEvent, json: boolean): string
     }: ${what}`;
   }
   const extra = event.type === "timeout" ? { phase: event.phase, ms: event.ms } : {};
-  return formatJsonEvent(event.type, { peer: event.peer, ...extra, reason: what });
+  const served = worker === undefined ? {} : { worker };
+  return formatJsonEvent(event.type, { peer: event.peer, ...extra, reason: what, ...served });
 }
 
 const USAGE = `Usage: http2_server.ts [options]
@@ -240,6 +255,8 @@ Options:
   --proxy-timeout DURATION      close a connection whose PROXY header is not complete by then
                                                                        [default: 5s]
   --grace DURATION              after a stop, time left for requests in flight [default: 5s]
+  --workers N                   N worker threads on one port (reusePort, Linux), or auto for one
+                                per CPU; needs --allow-read of the program's files [default: 1]
   -q, --quiet                   print no access log
   --json                        print the access log as one JSON object per line
   -h, --help                    show this help
@@ -250,11 +267,110 @@ GOAWAY), and exit 0. Errors about one connection end that connection; running ou
 descriptors pauses accepting until some are free. Every run line needs --allow-net=127.0.0.1:
 requests reach Deno's HTTP engine through a private loopback port.
 
+With --workers, each worker has its own accept loop, private loopback port and limits
+(--max-connections counts per worker), --json lines say which worker served them, a worker that
+dies is reported and restarted, and --unix is refused (a Unix socket cannot be shared by
+reusePort).
+
 Run:    deno run --allow-net=127.0.0.1 scripts/http2_server.ts
+Workers: deno run --allow-net=127.0.0.1 --allow-read=scripts/http2_server.ts,lib \\
+          scripts/http2_server.ts --workers auto
 TLS:    deno run --allow-net=127.0.0.1 --allow-read=server.pem,server.key \\
           scripts/http2_server.ts --tls --cert server.pem --key server.key
 Try it: curl --http2-prior-knowledge http://127.0.0.1:8080/
         curl --http2 --cacert ca.pem https://localhost:8080/`;
+
+/** What one server (or each worker of one) serves: plain data, so a worker can get it. */
+export interface Http2Plan {
+  /** Where to listen, limits, deadlines and TLS: everything but the hooks. */
+  options: Omit<
+    Http2ServerOptions,
+    "signal" | "onEvent" | "onAcceptError" | "onRequest" | "proxyProtocol"
+  >;
+  /** Read a PROXY header first, with this deadline (ms). */
+  proxyTimeout?: number;
+  /** What to print per request and event. */
+  output: "text" | "json" | "quiet";
+}
+
+/** A server's counters at the end, added up over the workers. */
+export interface Http2Totals {
+  /** Connections served. */
+  connections: number;
+  /** Requests answered. */
+  requests: number;
+  /** Connections still open when the grace period ran out, then closed. */
+  forced: number;
+}
+
+/** Where one server prints, when it stops, and whom it tells where it listens. */
+export interface Http2Io {
+  /** A line on stdout. */
+  printLine(line: string): void;
+  /** A line on stderr. */
+  printError(line: string): void;
+  /** Stops the server (requests in flight finish first, within the grace period). */
+  signal: AbortSignal;
+  /** The worker's number, with `--workers`. */
+  id?: number;
+  /** Called once the listener is bound. */
+  listening(addr: Deno.Addr, stats: () => Http2Totals): void;
+}
+
+/**
+ * Serves `plan` until `io.signal` stops it; resolves with the final counters.
+ *
+ * @example
+ * ```ts
+ * import { serveHttp2Plan } from "./http2_server.ts";
+ * const stop = new AbortController();
+ * const lines: string[] = [];
+ * let port = 0;
+ * const served = serveHttp2Plan({ options: { port: 0 }, output: "json" }, {
+ *   printLine: (line) => lines.push(line),
+ *   printError: (line) => lines.push(line),
+ *   signal: stop.signal,
+ *   id: 3,
+ *   listening: (addr) => port = (addr as Deno.NetAddr).port,
+ * });
+ * while (port === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+ * await (await fetch(`http://127.0.0.1:${port}/`)).body?.cancel();
+ * stop.abort();
+ * const totals = await served;
+ * if (totals.requests !== 1 || JSON.parse(lines[0]).worker !== 3) throw new Error(lines.join());
+ * ```
+ */
+export async function serveHttp2Plan(plan: Http2Plan, io: Http2Io): Promise<Http2Totals> {
+  const { printLine, printError, id } = io;
+  const { output } = plan;
+  const served = id === undefined ? {} : { worker: id };
+  const server = await serveHttp2({
+    ...plan.options,
+    proxyProtocol: plan.proxyTimeout === undefined ? undefined : {
+      timeout: plan.proxyTimeout,
+      onRejected: (rejection) => printError(`http2_server: ${describeProxyRejection(rejection)}`),
+    },
+    signal: io.signal,
+    onRequest: output === "quiet"
+      ? undefined
+      : output === "json"
+      ? ({ peer, ...rest }) => printLine(formatJsonEvent("request", { peer, ...rest, ...served }))
+      : (entry) => printLine(formatAccessLine(entry)),
+    onEvent(event) {
+      if (event.type === "error") printError(`http2_server: ${formatServerEvent(event, false)}`);
+      else if (output !== "quiet") printLine(formatServerEvent(event, output === "json", id));
+    },
+    onAcceptError: (report) => printError(`http2_server: ${describeAcceptError(report)}`),
+  });
+  const totals = (): Http2Totals => ({
+    connections: server.stats.total,
+    requests: server.stats.requests,
+    forced: server.stats.forced,
+  });
+  io.listening(server.addr, totals);
+  await server.finished;
+  return totals();
+}
 
 async function main(args: string[]): Promise<void> {
   const flags = parseFlags(args, {
@@ -272,6 +388,7 @@ async function main(args: string[]): Promise<void> {
       "backlog",
       "grace",
       "proxy-timeout",
+      "workers",
     ],
     boolean: ["quiet", "json", "tls", "proxy-protocol"],
     collect: ["alpn"],
@@ -279,9 +396,10 @@ async function main(args: string[]): Promise<void> {
     usage: USAGE,
   });
   rejectTogether(flags, ["quiet", "json"]);
+  const workers = workersFromFlags(flags);
   const duration = (name: string, fallback: string) =>
     parseDuration(flags[name as "grace"] ?? fallback, `--${name}`);
-  const options: Http2ServerOptions = {
+  const options: Http2Plan["options"] = {
     ...parseEndpoint(flags, 8080),
     maxBody: parseSize(flags["max-body"] ?? "64M", "--max-body", { min: 0 }),
     maxConnections: parseCount(flags["max-connections"] ?? "10000", "--max-connections"),
@@ -290,40 +408,51 @@ async function main(args: string[]): Promise<void> {
     handshakeTimeout: duration("handshake-timeout", "10s"),
     backlog: parseCount(flags.backlog ?? "511", "--backlog", { max: 65535 }),
     graceTimeout: parseDuration(flags.grace ?? "5s", "--grace", { allowZero: true }),
+    reusePort: workers > 1,
   };
   const proxyTimeout = proxyTimeoutFromFlags(flags);
-  if (proxyTimeout !== undefined) {
-    options.proxyProtocol = {
-      timeout: proxyTimeout,
-      onRejected: (rejection) => printError(`http2_server: ${describeProxyRejection(rejection)}`),
-    };
-  }
   // Files last, so that a usage error is reported before a file that cannot be read.
   const tls = await serverTlsFromFlags(flags);
   if (tls) options.tls = { ...tls, alpnProtocols: tls.alpnProtocols ?? ["h2", "http/1.1"] };
+  const plan: Http2Plan = {
+    options,
+    proxyTimeout,
+    output: flags.quiet ? "quiet" : flags.json ? "json" : "text",
+  };
 
   using stop = stopSignal();
-  const server = await serveHttp2({
-    ...options,
-    signal: stop.signal,
-    onRequest: flags.quiet
-      ? undefined
-      : flags.json
-      ? ({ peer, ...rest }) => printLine(formatJsonEvent("request", { peer, ...rest }))
-      : (entry) => printLine(formatAccessLine(entry)),
-    onEvent(event) {
-      if (event.type === "error") printError(`http2_server: ${formatServerEvent(event, false)}`);
-      else if (!flags.quiet) printLine(formatServerEvent(event, flags.json));
-    },
-    onAcceptError: (report) => printError(`http2_server: ${describeAcceptError(report)}`),
-  });
-  printError(`Listening on ${formatAddr(server.addr)}`);
-  await server.finished;
-  const { forced } = server.stats;
+  const listening = (addr: Deno.Addr) => printError(`Listening on ${formatAddr(addr)}`);
+  let totals: Http2Totals;
+  if (workers === 1) {
+    totals = await serveHttp2Plan(plan, { printLine, printError, signal: stop.signal, listening });
+  } else {
+    const pool = await startWorkers<Http2Plan, Http2Totals>({
+      module: import.meta.url,
+      count: workers,
+      config: plan,
+      withPort: (plan, port) => ({ ...plan, options: { ...plan.options, port } }),
+      signal: stop.signal,
+      onLine: (stream, line) => stream === "stdout" ? printLine(line) : printError(line),
+      onWorkerDied: (death) => printError(`http2_server: ${describeWorkerDeath(death)}`),
+    });
+    listening(pool.addr);
+    totals = sumStats(await pool.finished);
+  }
+  const { connections = 0, requests = 0, forced = 0 } = totals;
   if (forced > 0) {
     const what = forced === 1 ? "1 connection" : `${forced} connections`;
     printError(`Closed ${what} still open ${options.graceTimeout} ms after the stop signal`);
   }
+  if (!flags.quiet && !flags.json) {
+    const served = requests === 1 ? "1 request" : `${requests} requests`;
+    const over = connections === 1 ? "1 connection" : `${connections} connections`;
+    printError(`stopped after ${served} on ${over}`);
+  }
 }
 
-if (import.meta.main) runMain("http2_server", () => main(Deno.args));
+if (import.meta.main) {
+  // With --workers, each worker thread runs this file again and serves what main() sends it.
+  if (isWorkerThread()) {
+    serveAsWorker<Http2Plan, Http2Totals>((worker) => serveHttp2Plan(worker.config, worker));
+  } else runMain("http2_server", () => main(Deno.args));
+}

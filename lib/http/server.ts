@@ -55,6 +55,8 @@ export interface HttpServerStats {
   readonly open: number;
   /** Connections accepted and served. */
   total: number;
+  /** Requests handed to the handler. */
+  requests: number;
   /** Connections closed at once because `maxConnections` were open. */
   refused: number;
   /** Connections closed for missing a deadline. */
@@ -130,9 +132,14 @@ export async function serveHttp(
       return connections.size;
     },
     total: 0,
+    requests: 0,
     refused: 0,
     timedOut: 0,
     forced: 0,
+  };
+  const counted: HttpHandler = (request, info) => {
+    stats.requests++;
+    return handler(request, info);
   };
   const stopping = new AbortController();
   const close = () => {
@@ -159,7 +166,7 @@ export async function serveHttp(
         return closeConn(conn);
       }
       stats.total++;
-      const connection: HttpConnection = new HttpConnection(conn, pairs, handler, limits, {
+      const connection: HttpConnection = new HttpConnection(conn, pairs, counted, limits, {
         onTimeout(phase, ms) {
           stats.timedOut++;
           onEvent?.({ type: "timeout", peer: connection.peer, phase, ms });
