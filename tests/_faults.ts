@@ -308,7 +308,9 @@ export class FaultServer implements AsyncDisposable {
   /** Resident memory in KiB (`VmRSS` of /proc/PID/status). */
   rssKiB(): number {
     const status = procText(`cat /proc/${this.pid}/status`);
-    return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)![1]);
+    const rss = /^VmRSS:\s+(\d+) kB/m.exec(status);
+    if (rss === null) throw new Error(`No memory figure for ${this.spec.script}: it has exited`);
+    return Number(rss[1]);
   }
 
   /** Descriptors the process holds. */
