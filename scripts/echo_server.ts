@@ -14,7 +14,7 @@
  * @module
  */
 import { formatAddr } from "../lib/address.ts";
-import { printError, printLine, runMain, stopSignal } from "../lib/cli.ts";
+import { printError, runMain, stopSignal } from "../lib/cli.ts";
 import { describeError } from "../lib/errors.ts";
 import { escapeBytes } from "../lib/escape.ts";
 import {
@@ -36,11 +36,10 @@ import { describeAcceptError } from "../lib/net/accept.ts";
 import { describeProxyRejection, proxyTimeoutFromFlags } from "../lib/net/proxy_listener.ts";
 import { serverTlsFromFlags } from "../lib/tls.ts";
 import {
-  describeWorkerDeath,
   isWorkerThread,
   serveAsWorker,
-  startWorkers,
-  sumStats,
+  type ServeIo,
+  serveOnWorkers,
   workersFromFlags,
 } from "../lib/workers/mod.ts";
 
@@ -151,22 +150,8 @@ export interface EchoPlan {
   output: "text" | "json" | "quiet";
 }
 
-/** Where one echo server prints, when it stops, and whom it tells where it listens. */
-export interface EchoIo {
-  /** A line on stdout. */
-  printLine(line: string): void;
-  /** A line on stderr. */
-  printError(line: string): void;
-  /** Stops the server (it drains first). */
-  signal: AbortSignal;
-  /** The worker's number, with `--workers`. */
-  id?: number;
-  /** Called once the listener is bound. */
-  listening(addr: Deno.Addr, stats: () => MuxStats): void;
-}
-
 /** Serves `plan` until `io.signal` stops it; resolves with the final counters. */
-export async function serveEchoPlan(plan: EchoPlan, io: EchoIo): Promise<MuxStats> {
+export async function serveEchoPlan(plan: EchoPlan, io: ServeIo<MuxStats>): Promise<MuxStats> {
   const { printLine, printError, id } = io;
   const server = await serveEcho({
     ...plan.options,
@@ -234,22 +219,16 @@ async function main(args: string[]): Promise<void> {
 
   using stop = stopSignal();
   const listening = (addr: Deno.Addr) => printError(`Listening on ${formatAddr(addr)}`);
-  let stats: MuxStats;
-  if (workers === 1) {
-    stats = await serveEchoPlan(plan, { printLine, printError, signal: stop.signal, listening });
-  } else {
-    const pool = await startWorkers<EchoPlan, MuxStats>({
-      module: import.meta.url,
-      count: workers,
-      config: plan,
-      withPort: (plan, port) => ({ ...plan, options: { ...plan.options, port } }),
-      signal: stop.signal,
-      onLine: (stream, line) => stream === "stdout" ? printLine(line) : printError(line),
-      onWorkerDied: (death) => printError(`echo_server: ${describeWorkerDeath(death)}`),
-    });
-    listening(pool.addr);
-    stats = sumStats(await pool.finished);
-  }
+  const stats = await serveOnWorkers({
+    name: "echo_server",
+    module: import.meta.url,
+    count: workers,
+    config: plan,
+    withPort: (plan, port) => ({ ...plan, options: { ...plan.options, port } }),
+    serve: serveEchoPlan,
+    signal: stop.signal,
+    listening,
+  });
   const { total = 0, bytesOut = 0, dropped = 0 } = stats;
   if (dropped > 0) printError(`echo_server: the stop dropped ${dropped} bytes it could not echo`);
   if (!flags.quiet && !flags.json) {

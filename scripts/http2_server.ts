@@ -31,7 +31,7 @@
  * @module
  */
 import { formatAddr } from "../lib/address.ts";
-import { printError, printLine, runMain, stopSignal } from "../lib/cli.ts";
+import { printError, runMain, stopSignal } from "../lib/cli.ts";
 import { describeError } from "../lib/errors.ts";
 import { escapeText } from "../lib/escape.ts";
 import {
@@ -56,11 +56,10 @@ import { describeAcceptError } from "../lib/net/accept.ts";
 import { describeProxyRejection, proxyTimeoutFromFlags } from "../lib/net/proxy_listener.ts";
 import { serverTlsFromFlags } from "../lib/tls.ts";
 import {
-  describeWorkerDeath,
   isWorkerThread,
   serveAsWorker,
-  startWorkers,
-  sumStats,
+  type ServeIo,
+  serveOnWorkers,
   workersFromFlags,
 } from "../lib/workers/mod.ts";
 
@@ -303,20 +302,6 @@ export interface Http2Totals {
   forced: number;
 }
 
-/** Where one server prints, when it stops, and whom it tells where it listens. */
-export interface Http2Io {
-  /** A line on stdout. */
-  printLine(line: string): void;
-  /** A line on stderr. */
-  printError(line: string): void;
-  /** Stops the server (requests in flight finish first, within the grace period). */
-  signal: AbortSignal;
-  /** The worker's number, with `--workers`. */
-  id?: number;
-  /** Called once the listener is bound. */
-  listening(addr: Deno.Addr, stats: () => Http2Totals): void;
-}
-
 /**
  * Serves `plan` until `io.signal` stops it; resolves with the final counters.
  *
@@ -340,7 +325,10 @@ export interface Http2Io {
  * if (totals.requests !== 1 || JSON.parse(lines[0]).worker !== 3) throw new Error(lines.join());
  * ```
  */
-export async function serveHttp2Plan(plan: Http2Plan, io: Http2Io): Promise<Http2Totals> {
+export async function serveHttp2Plan(
+  plan: Http2Plan,
+  io: ServeIo<Http2Totals>,
+): Promise<Http2Totals> {
   const { printLine, printError, id } = io;
   const { output } = plan;
   const served = id === undefined ? {} : { worker: id };
@@ -422,22 +410,16 @@ async function main(args: string[]): Promise<void> {
 
   using stop = stopSignal();
   const listening = (addr: Deno.Addr) => printError(`Listening on ${formatAddr(addr)}`);
-  let totals: Http2Totals;
-  if (workers === 1) {
-    totals = await serveHttp2Plan(plan, { printLine, printError, signal: stop.signal, listening });
-  } else {
-    const pool = await startWorkers<Http2Plan, Http2Totals>({
-      module: import.meta.url,
-      count: workers,
-      config: plan,
-      withPort: (plan, port) => ({ ...plan, options: { ...plan.options, port } }),
-      signal: stop.signal,
-      onLine: (stream, line) => stream === "stdout" ? printLine(line) : printError(line),
-      onWorkerDied: (death) => printError(`http2_server: ${describeWorkerDeath(death)}`),
-    });
-    listening(pool.addr);
-    totals = sumStats(await pool.finished);
-  }
+  const totals = await serveOnWorkers({
+    name: "http2_server",
+    module: import.meta.url,
+    count: workers,
+    config: plan,
+    withPort: (plan, port) => ({ ...plan, options: { ...plan.options, port } }),
+    serve: serveHttp2Plan,
+    signal: stop.signal,
+    listening,
+  });
   const { connections = 0, requests = 0, forced = 0 } = totals;
   if (forced > 0) {
     const what = forced === 1 ? "1 connection" : `${forced} connections`;

@@ -24,7 +24,7 @@
  * @module
  */
 import { formatAddr, formatTarget } from "../lib/address.ts";
-import { printError, printLine, runMain, stopSignal } from "../lib/cli.ts";
+import { printError, runMain, stopSignal } from "../lib/cli.ts";
 import { describeError, UsageError } from "../lib/errors.ts";
 import {
   type Endpoint,
@@ -50,12 +50,11 @@ import { parseProxyVersion } from "../lib/net/proxy_protocol.ts";
 import { requireNet, requireUnixPath } from "../lib/permissions.ts";
 import { clientTlsFromFlags, serverTlsFromFlags } from "../lib/tls.ts";
 import {
-  describeWorkerDeath,
   isWorkerThread,
   parseWorkers,
   serveAsWorker,
-  startWorkers,
-  sumStats,
+  type ServeIo,
+  serveOnWorkers,
 } from "../lib/workers/mod.ts";
 
 export { serveRelay, type ServeRelayOptions } from "../lib/mux/mod.ts";
@@ -244,22 +243,11 @@ export interface RelayTotals {
   dropped: number;
 }
 
-/** Where one relay prints, when it stops, and whom it tells where it listens. */
-export interface RelayIo {
-  /** A line on stdout. */
-  printLine(line: string): void;
-  /** A line on stderr. */
-  printError(line: string): void;
-  /** Stops the relay (it drains first). */
-  signal: AbortSignal;
-  /** The worker's number, with `--workers`. */
-  id?: number;
-  /** Called once the listener is bound. */
-  listening(addr: Deno.Addr, stats: () => RelayTotals): void;
-}
-
 /** Serves `plan` until `io.signal` stops it; resolves with the final counters. */
-export async function serveRelayPlan(plan: RelayPlan, io: RelayIo): Promise<RelayTotals> {
+export async function serveRelayPlan(
+  plan: RelayPlan,
+  io: ServeIo<RelayTotals>,
+): Promise<RelayTotals> {
   const { printLine, printError, id } = io;
   const { output, target } = plan;
   let toUpstream = 0;
@@ -408,22 +396,16 @@ async function main(args: string[]): Promise<void> {
     printError(`Listening on ${formatAddr(addr)}`);
     if (!flags.quiet && !flags.json) printError(`relaying each connection to ${target}`);
   };
-  let totals: RelayTotals;
-  if (workers === 1) {
-    totals = await serveRelayPlan(plan, { printLine, printError, signal: stop.signal, listening });
-  } else {
-    const pool = await startWorkers<RelayPlan, RelayTotals>({
-      module: import.meta.url,
-      count: workers,
-      config: plan,
-      withPort: (plan, port) => ({ ...plan, options: { ...plan.options, port } }),
-      signal: stop.signal,
-      onLine: (stream, line) => stream === "stdout" ? printLine(line) : printError(line),
-      onWorkerDied: (death) => printError(`tcp_relay: ${describeWorkerDeath(death)}`),
-    });
-    listening(pool.addr);
-    totals = sumStats(await pool.finished);
-  }
+  const totals = await serveOnWorkers({
+    name: "tcp_relay",
+    module: import.meta.url,
+    count: workers,
+    config: plan,
+    withPort: (plan, port) => ({ ...plan, options: { ...plan.options, port } }),
+    serve: serveRelayPlan,
+    signal: stop.signal,
+    listening,
+  });
   const { total = 0, toUpstream = 0, toClient = 0, dropped = 0 } = totals;
   if (dropped > 0) printError(`tcp_relay: the stop dropped ${dropped} bytes it could not deliver`);
   if (!flags.quiet && !flags.json) {

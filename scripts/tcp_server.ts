@@ -10,7 +10,7 @@
  * @module
  */
 import { formatAddr } from "../lib/address.ts";
-import { printError, printLine, runMain, stopSignal } from "../lib/cli.ts";
+import { printError, runMain, stopSignal } from "../lib/cli.ts";
 import { isPeerGone, UsageError } from "../lib/errors.ts";
 import {
   parseCount,
@@ -32,10 +32,10 @@ import {
 import { serverTlsFromFlags, type ServerTlsOptions } from "../lib/tls.ts";
 import { writeAll } from "../lib/io.ts";
 import {
-  describeWorkerDeath,
   isWorkerThread,
   serveAsWorker,
-  startWorkers,
+  type ServeIo,
+  serveOnWorkers,
   workersFromFlags,
 } from "../lib/workers/mod.ts";
 
@@ -234,22 +234,11 @@ export interface GreetingPlan {
   output: "text" | "json" | "quiet";
 }
 
-/** Where one greeting server prints, when it stops, and whom it tells where it listens. */
-export interface GreetingIo {
-  /** A line on stdout. */
-  printLine(line: string): void;
-  /** A line on stderr. */
-  printError(line: string): void;
-  /** Stops accepting. */
-  signal: AbortSignal;
-  /** The worker's number, with `--workers`. */
-  id?: number;
-  /** Called once the listener is bound. */
-  listening(addr: Deno.Addr): void;
-}
-
 /** Serves `plan` until `io.signal` stops it (or `count` clients were greeted). */
-export async function serveGreetingPlan(plan: GreetingPlan, io: GreetingIo): Promise<void> {
+export async function serveGreetingPlan(
+  plan: GreetingPlan,
+  io: ServeIo<Record<string, never>>,
+): Promise<void> {
   const { printLine, printError, id } = io;
   const served = id === undefined ? {} : { worker: id };
   const server = await serveGreeting({
@@ -318,20 +307,19 @@ async function main(args: string[]): Promise<void> {
 
   using stop = stopSignal();
   const listening = (addr: Deno.Addr) => printError(`Listening on ${formatAddr(addr)}`);
-  if (workers === 1) {
-    return await serveGreetingPlan(plan, { printLine, printError, signal: stop.signal, listening });
-  }
-  const pool = await startWorkers<GreetingPlan, Record<string, never>>({
+  await serveOnWorkers({
+    name: "tcp_server",
     module: import.meta.url,
     count: workers,
     config: plan,
     withPort: (plan, port) => ({ ...plan, options: { ...plan.options, port } }),
+    serve: async (plan, io) => {
+      await serveGreetingPlan(plan, io);
+      return {};
+    },
     signal: stop.signal,
-    onLine: (stream, line) => stream === "stdout" ? printLine(line) : printError(line),
-    onWorkerDied: (death) => printError(`tcp_server: ${describeWorkerDeath(death)}`),
+    listening,
   });
-  listening(pool.addr);
-  await pool.finished;
 }
 
 /** --count is per server: with workers, each would count its own clients. */

@@ -33,4 +33,5 @@ export {
   type WorkerPoolOptions,
   workersFromFlags,
 } from "./pool.ts";
-export { isWorkerThread, serveAsWorker, type WorkerContext } from "./worker.ts";
+export { isWorkerThread, serveAsWorker, type ServeIo, type WorkerContext } from "./worker.ts";
+export { serveOnWorkers, type ServeOnWorkersOptions } from "./serve.ts";

@@ -8,20 +8,28 @@
 import { describeError } from "../errors.ts";
 import type { FromWorker, ToWorker } from "./messages.ts";
 
-/** What a worker's serve function gets. */
-export interface WorkerContext<C, S> {
+/** Where one server prints, what stops it, and whom it tells where it listens: the same on
+ * the main thread and in a worker (a worker's context is one of these). */
+export interface ServeIo<S> {
+  /** A line on stdout. */
+  printLine(line: string): void;
+  /** A line on stderr. */
+  printError(line: string): void;
+  /** Stops the server; it drains first. */
+  readonly signal: AbortSignal;
+  /** The worker's number, 1 to N, with `--workers`; unset on the main thread. */
+  readonly id?: number;
+  /** Says the listener is bound; `stats` is read once a second (workers) and at the end. */
+  listening(addr: Deno.Addr, stats?: () => S): void;
+}
+
+/** What a worker's serve function gets: a {@linkcode ServeIo} that prints through the main
+ * thread, plus its number and the config the main thread sent. */
+export interface WorkerContext<C, S> extends ServeIo<S> {
   /** This worker's number, 1 to N; a restarted worker keeps its number. */
   readonly id: number;
   /** The config the main thread sent (its `port` is the one the first worker bound). */
   readonly config: C;
-  /** Aborted when the main thread asks for a stop (SIGINT/SIGTERM): drain, then return. */
-  readonly signal: AbortSignal;
-  /** Prints a line on the program's stdout, through the main thread. */
-  printLine(line: string): void;
-  /** Prints a line on the program's stderr, through the main thread. */
-  printError(line: string): void;
-  /** Says the listener is bound; `stats` is read once a second and at the end. */
-  listening(addr: Deno.Addr, stats?: () => S): void;
 }
 
 // Lines go to the main thread in batches: one message per turn of the event loop, or sooner
