@@ -19,15 +19,9 @@
  */
 import { formatAddr } from "../lib/address.ts";
 import { printError, printLine, runMain, stopSignal } from "../lib/cli.ts";
+import { limitsFromFlags } from "../lib/mux/server_flags.ts";
 import { escapeBytes } from "../lib/escape.ts";
-import {
-  parseCount,
-  parseDuration,
-  parseEndpoint,
-  parseFlags,
-  parseSize,
-  rejectTogether,
-} from "../lib/flags.ts";
+import { parseEndpoint, parseFlags, parseSize, rejectTogether } from "../lib/flags.ts";
 import { hexDump } from "../lib/hexdump.ts";
 import { describeError, UsageError } from "../lib/errors.ts";
 import { formatJsonEvent } from "../lib/json_event.ts";
@@ -195,14 +189,7 @@ async function main(args: string[]): Promise<void> {
     ...parseEndpoint(flags, DEFAULT_PORT),
     mode,
     maxLine: parseSize(flags["max-line"] ?? "4k", "--max-line", { max: 1024 * 1024 }),
-    maxConnections: parseCount(flags["max-connections"] ?? "10000", "--max-connections"),
-    idleTimeout: flags["idle-timeout"] === undefined
-      ? undefined
-      : parseDuration(flags["idle-timeout"], "--idle-timeout"),
-    highWaterMark: parseSize(flags["high-water-mark"] ?? "256k", "--high-water-mark"),
-    backlog: parseCount(flags.backlog ?? "511", "--backlog", { max: 65535 }),
-    handshakeTimeout: parseDuration(flags["handshake-timeout"] ?? "10s", "--handshake-timeout"),
-    graceTimeout: parseDuration(flags.grace ?? "5s", "--grace", { allowZero: true }),
+    ...limitsFromFlags(flags, { highWaterMark: "256k" }),
     tls: await serverTlsFromFlags(flags),
   };
 

@@ -15,16 +15,10 @@
  */
 import { formatAddr } from "../lib/address.ts";
 import { printError, runMain, stopSignal } from "../lib/cli.ts";
+import { limitsFromFlags } from "../lib/mux/server_flags.ts";
 import { describeError } from "../lib/errors.ts";
 import { escapeBytes } from "../lib/escape.ts";
-import {
-  parseCount,
-  parseDuration,
-  parseEndpoint,
-  parseFlags,
-  parseSize,
-  rejectTogether,
-} from "../lib/flags.ts";
+import { parseEndpoint, parseFlags, rejectTogether } from "../lib/flags.ts";
 import { formatJsonEvent } from "../lib/json_event.ts";
 import {
   type MuxStats,
@@ -202,14 +196,7 @@ async function main(args: string[]): Promise<void> {
   const plan: EchoPlan = {
     options: {
       ...parseEndpoint(flags, 10000),
-      maxConnections: parseCount(flags["max-connections"] ?? "10000", "--max-connections"),
-      idleTimeout: flags["idle-timeout"] === undefined
-        ? undefined
-        : parseDuration(flags["idle-timeout"], "--idle-timeout"),
-      highWaterMark: parseSize(flags["high-water-mark"] ?? "64k", "--high-water-mark"),
-      backlog: parseCount(flags.backlog ?? "511", "--backlog", { max: 65535 }),
-      handshakeTimeout: parseDuration(flags["handshake-timeout"] ?? "10s", "--handshake-timeout"),
-      graceTimeout: parseDuration(flags.grace ?? "5s", "--grace", { allowZero: true }),
+      ...limitsFromFlags(flags),
       tls: await serverTlsFromFlags(flags),
       reusePort: workers > 1,
     },

@@ -32,10 +32,10 @@
  */
 import { formatAddr } from "../lib/address.ts";
 import { printError, runMain, stopSignal } from "../lib/cli.ts";
+import { limitsFromFlags } from "../lib/mux/server_flags.ts";
 import { describeError } from "../lib/errors.ts";
 import { escapeText } from "../lib/escape.ts";
 import {
-  parseCount,
   parseDuration,
   parseEndpoint,
   parseFlags,
@@ -385,17 +385,13 @@ async function main(args: string[]): Promise<void> {
   });
   rejectTogether(flags, ["quiet", "json"]);
   const workers = workersFromFlags(flags);
-  const duration = (name: string, fallback: string) =>
-    parseDuration(flags[name as "grace"] ?? fallback, `--${name}`);
+  // HTTP has no --high-water-mark: the engine paces each connection itself.
+  const { highWaterMark: _, ...limits } = limitsFromFlags(flags, { idleTimeout: "60s" });
   const options: Http2Plan["options"] = {
     ...parseEndpoint(flags, 8080),
+    ...limits,
     maxBody: parseSize(flags["max-body"] ?? "64M", "--max-body", { min: 0 }),
-    maxConnections: parseCount(flags["max-connections"] ?? "10000", "--max-connections"),
-    idleTimeout: duration("idle-timeout", "60s"),
-    headerTimeout: duration("header-timeout", "10s"),
-    handshakeTimeout: duration("handshake-timeout", "10s"),
-    backlog: parseCount(flags.backlog ?? "511", "--backlog", { max: 65535 }),
-    graceTimeout: parseDuration(flags.grace ?? "5s", "--grace", { allowZero: true }),
+    headerTimeout: parseDuration(flags["header-timeout"] ?? "10s", "--header-timeout"),
     reusePort: workers > 1,
   };
   const proxyTimeout = proxyTimeoutFromFlags(flags);

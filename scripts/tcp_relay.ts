@@ -25,15 +25,14 @@
  */
 import { formatAddr, formatTarget } from "../lib/address.ts";
 import { printError, runMain, stopSignal } from "../lib/cli.ts";
+import { limitsFromFlags } from "../lib/mux/server_flags.ts";
 import { describeError, UsageError } from "../lib/errors.ts";
 import {
   type Endpoint,
-  parseCount,
   parseDuration,
   parseFlags,
   parseHost,
   parsePort,
-  parseSize,
   rejectTogether,
 } from "../lib/flags.ts";
 import { hexDump } from "../lib/hexdump.ts";
@@ -372,14 +371,7 @@ async function main(args: string[]): Promise<void> {
         }),
       },
       sendProxy,
-      maxConnections: parseCount(flags["max-connections"] ?? "10000", "--max-connections"),
-      idleTimeout: flags["idle-timeout"] === undefined
-        ? undefined
-        : parseDuration(flags["idle-timeout"], "--idle-timeout"),
-      highWaterMark: parseSize(flags["high-water-mark"] ?? "64k", "--high-water-mark"),
-      backlog: parseCount(flags.backlog ?? "511", "--backlog", { max: 65535 }),
-      handshakeTimeout: parseDuration(flags["handshake-timeout"] ?? "10s", "--handshake-timeout"),
-      graceTimeout: parseDuration(flags.grace ?? "5s", "--grace", { allowZero: true }),
+      ...limitsFromFlags(flags),
       tls: await serverTlsFromFlags(flags),
       reusePort: workers > 1,
     },
