@@ -18,6 +18,7 @@ import { isIPv4, parseDuration, parseFlags, parseHost, parsePort } from "../lib/
 import { formatJsonEvent } from "../lib/json_event.ts";
 import { decodeIPv4, encodeIPv4 } from "../lib/packet/ipv4.ts";
 import { IPPROTO } from "../lib/packet/packet_fields.ts";
+import { compileTcpReplyFilter } from "../lib/packet/packet_filter.ts";
 import { decodeTcp, encodeTcp, formatTcpFlags, TCP_FLAGS } from "../lib/packet/tcp.ts";
 
 /** Options for {@linkcode sendSyn}. */
@@ -88,7 +89,12 @@ export async function sendSyn(options: SynOptions = {}): Promise<SynResult> {
   const packet = encodeIPv4({ src, dst, protocol: IPPROTO.TCP }, segment);
   // A raw TCP socket with IP_HDRINCL both sends our header and receives the answer; opening
   // it before sending means the answer cannot arrive before we listen.
-  using socket = RawSocket.inet(IPPROTO.TCP, { headerIncluded: true });
+  // The kernel keeps only the answer (from dstPort to srcPort): the host's other TCP traffic
+  // never reaches this socket, however busy the loopback is.
+  using socket = RawSocket.inet(IPPROTO.TCP, {
+    headerIncluded: true,
+    filter: options.listenReply ? compileTcpReplyFilter(dstPort, srcPort) : undefined,
+  });
   socket.send(packet, dst);
   if (!options.listenReply) return { packet, seq, reply: null };
   const reply = await awaitReply(socket, { src, dst, srcPort, dstPort, seq }, options);

@@ -54,6 +54,56 @@ Deno.test({
 });
 
 Deno.test({
+  name: "sendSyn() gets its SYN-ACK while other loopback TCP traffic floods the host",
+  ignore: !root,
+  async fn() {
+    // A raw TCP socket receives every TCP packet of the host; the kernel filter it attaches
+    // keeps only the answer, so a busy loopback cannot crowd it out.
+    using echo = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const served: Promise<void>[] = [];
+    const accepting = (async () => {
+      for await (const conn of echo) {
+        served.push(conn.readable.pipeTo(conn.writable).catch(() => {}));
+      }
+    })();
+    const clients = await Promise.all(
+      Array.from(
+        { length: 8 },
+        () => Deno.connect({ hostname: "127.0.0.1", port: echo.addr.port }),
+      ),
+    );
+    let flooding = true;
+    const floods = clients.map(async (conn) => {
+      const chunk = new Uint8Array(1024);
+      const scratch = new Uint8Array(64 * 1024);
+      while (flooding) {
+        await conn.write(chunk);
+        await conn.read(scratch);
+      }
+    });
+    try {
+      using target = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      for (let i = 0; i < 5; i++) {
+        const result = await sendSyn({
+          dstPort: target.addr.port,
+          srcPort: probePort(),
+          listenReply: true,
+          timeout: 5000,
+        });
+        assertEquals(result.reply?.kind, "syn-ack");
+      }
+    } finally {
+      flooding = false;
+      await Promise.allSettled(floods);
+      for (const conn of clients) conn.close();
+      echo.close();
+      await accepting.catch(() => {});
+      await Promise.allSettled(served);
+    }
+  },
+});
+
+Deno.test({
   name: "sendSyn() gets a RST from a closed port",
   ignore: !root,
   async fn() {

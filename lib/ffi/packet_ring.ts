@@ -13,7 +13,7 @@
  * rest; the ring sees all of them with 0 drops (see the README's raw-socket section).
  * @module
  */
-import { type BpfInstruction, encodeBpf } from "../packet/packet_filter.ts";
+import type { BpfInstruction } from "../packet/packet_filter.ts";
 import {
   callOrThrow,
   lastError,
@@ -24,6 +24,7 @@ import {
   setSocketOption,
 } from "./libc.ts";
 import { ReadablePoller } from "./raw_poll.ts";
+import { attachSocketFilter } from "./socket_filter.ts";
 
 /** Options for {@linkcode PacketRing.open}. */
 export interface PacketRingOptions {
@@ -159,7 +160,7 @@ export class PacketRing implements Disposable {
         map = null;
         throw lastError(libc, "mmap");
       }
-      if (options.filter) attachFilter(libc, fd, options.filter);
+      if (options.filter) attachSocketFilter(libc, fd, options.filter);
       const address = new Uint8Array(20);
       const view = new DataView(address.buffer);
       view.setUint16(0, LINUX.AF_PACKET, true);
@@ -316,14 +317,4 @@ function ringRequest(blocks: number, options: PacketRingOptions): Uint8Array {
     ])
       .buffer,
   );
-}
-
-/** struct sock_fprog { unsigned short len; struct sock_filter *filter; }. */
-function attachFilter(libc: Libc, fd: number, program: readonly BpfInstruction[]): void {
-  const instructions = encodeBpf(program);
-  const fprog = new Uint8Array(16);
-  const view = new DataView(fprog.buffer);
-  view.setUint16(0, program.length, true);
-  view.setBigUint64(8, BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(instructions))), true);
-  setSocketOption(libc, fd, LINUX.SOL_SOCKET, LINUX.SO_ATTACH_FILTER, fprog);
 }

@@ -17,6 +17,8 @@ import {
   setSocketOption,
 } from "./libc.ts";
 import { ReadablePoller } from "./raw_poll.ts";
+import { attachSocketFilter } from "./socket_filter.ts";
+import type { BpfInstruction } from "../packet/packet_filter.ts";
 
 /** A received packet. */
 export interface RawPacket {
@@ -52,6 +54,12 @@ export interface InetOptions {
    * wakes the reader. @default {every type}
    */
   icmpTypes?: readonly number[];
+  /**
+   * A BPF program the kernel runs on each packet (from its IPv4 header) before queueing it:
+   * a raw TCP socket otherwise receives every TCP packet of the host, and a busy loopback can
+   * fill its buffer before the one packet it waits for arrives. @default {every packet}
+   */
+  filter?: readonly BpfInstruction[];
 }
 
 const BUFFER_SIZE = 65_536 + 256;
@@ -127,7 +135,14 @@ export class RawSocket implements Disposable {
       if (options.timestamps) {
         setSocketOption(libc, fd, LINUX.SOL_SOCKET, LINUX.SO_TIMESTAMPNS, 1);
       }
-      return new RawSocket(libc, fd);
+      const socket = new RawSocket(libc, fd);
+      if (options.filter) {
+        attachSocketFilter(libc, fd, options.filter);
+        // What arrived between socket() and the filter passed no filter: throw it away, as
+        // libpcap does, so the first packet read is one the filter let through.
+        while (socket.#receiveNow() !== null) { /* discard */ }
+      }
+      return socket;
     } catch (error) {
       if (fd >= 0) libc.symbols.close(fd);
       libc.close();

@@ -125,3 +125,32 @@ export function encodeBpf(program: readonly BpfInstruction[]): Uint8Array<ArrayB
   });
   return bytes;
 }
+
+/**
+ * A filter for a raw IPv4 socket (data from the IPv4 header on) that keeps only the unfragmented
+ * TCP segments from port `fromPort` to port `toPort`: the answer to a probe sent from `toPort`.
+ *
+ * @example
+ * ```ts
+ * import { compileTcpReplyFilter } from "./packet_filter.ts";
+ * const program = compileTcpReplyFilter(80, 1234);
+ * if (program.at(-2)?.k !== 262_144 || program.at(-1)?.k !== 0) throw new Error("bad returns");
+ * ```
+ */
+export function compileTcpReplyFilter(fromPort: number, toPort: number): BpfInstruction[] {
+  const op = (code: number, k: number, jt = 0, jf = 0): BpfInstruction => ({ code, jt, jf, k });
+  // Jumps count instructions skipped after the jump; every refusal lands on the last one.
+  return [
+    op(LD_B_ABS, 9), // the IP protocol
+    op(JEQ_K, PROTOCOLS.tcp, 0, 8),
+    op(LD_H_ABS, 6), // flags and fragment offset
+    op(JSET_K, 0x1fff, 6, 0), // a fragment after the first has no ports
+    op(LDX_B_MSH, 0), // x = the IP header's length
+    op(LD_H_IND, 0), // the source port
+    op(JEQ_K, fromPort, 0, 3),
+    op(LD_H_IND, 2), // the destination port
+    op(JEQ_K, toPort, 0, 1),
+    op(RET_K, SNAPSHOT_LENGTH),
+    op(RET_K, 0),
+  ];
+}
