@@ -132,7 +132,7 @@ Options:
   --high-water-mark SIZE        disconnect a client SIZE bytes behind     [default: 256k]
   --max-connections N           close connections beyond N at once        [default: 10000]
   --idle-timeout DURATION       close a connection idle this long (5s, 2m) [default: never]
-  --backlog N                   pending connections queued by the kernel  [default: 511]
+  --backlog N                   pending connections queued by the kernel [default: 4096]
   --tls                         serve TLS, with --cert FILE and --key FILE (PEM; needs --allow-read)
   --alpn P1,P2                  ALPN protocols to offer with --tls (repeatable)
   --handshake-timeout DURATION  close a TLS client that has not finished its handshake [default: 10s]

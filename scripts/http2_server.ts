@@ -248,7 +248,7 @@ Options:
   --idle-timeout DURATION       close a connection with no request for this long [default: 60s]
   --header-timeout DURATION     close a connection whose request headers take longer [default: 10s]
   --handshake-timeout DURATION  close a TLS client that has not finished its handshake [default: 10s]
-  --backlog N                   pending connections queued by the kernel [default: 511]
+  --backlog N                   pending connections queued by the kernel [default: 4096]
   --proxy-protocol              read a PROXY protocol header (v1 or v2) first on every
                                 connection: logs name the client it names (not with --tls)
   --proxy-timeout DURATION      close a connection whose PROXY header is not complete by then

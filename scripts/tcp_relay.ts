@@ -181,7 +181,7 @@ Options:
   --max-connections N           relayed connections at once (each holds two sockets) [default: 10000]
   --idle-timeout DURATION       close a relay with a side idle this long (5s, 2m) [default: never]
   --high-water-mark SIZE        stop reading a side while SIZE bytes wait for the other [default: 64k]
-  --backlog N                   pending connections queued by the kernel [default: 511]
+  --backlog N                   pending connections queued by the kernel [default: 4096]
   --handshake-timeout DURATION  close a TLS client that has not finished its handshake [default: 10s]
   --grace DURATION              after a stop, time left to deliver what is queued [default: 5s]
   --proxy-protocol              read a PROXY protocol header (v1 or v2) first from every client:

@@ -100,22 +100,24 @@ Deno.test("EventQueue refuses a second waiting consumer", async () => {
   assertEquals(await first, { value: 1, done: false });
 });
 
-Deno.test("ConnState.fit() grows after full reads and shrinks after small ones", () => {
+Deno.test("ConnState reads into its own small buffer, and a pooled large one only after a full read", () => {
   const state = new ConnState(1, { remoteAddr: {}, localAddr: {} } as Deno.Conn);
   assertEquals(state.readBuffer().length, MIN_READ_SIZE);
-  for (let size = MIN_READ_SIZE; size < MAX_READ_SIZE; size *= 2) {
-    state.fit(state.readBuffer().length);
-  }
-  assertEquals(state.readBuffer().length, MAX_READ_SIZE);
-  state.fit(MAX_READ_SIZE); // stays at the cap
-  assertEquals(state.readBuffer().length, MAX_READ_SIZE);
-  const big = state.readBuffer();
-  state.fit(MAX_READ_SIZE / 2); // half full: keep the buffer, no allocation
-  assert(state.readBuffer() === big);
-  state.fit(64); // a small message: back to the small buffer
+  state.afterRead(MIN_READ_SIZE); // full: more is waiting
+  const large = state.readBuffer();
+  assertEquals(large.length, MAX_READ_SIZE);
+  state.afterRead(MAX_READ_SIZE); // full again: the same large buffer, no allocation
+  assert(state.readBuffer() === large);
+  state.lent = 1; // a write sends from the large buffer
+  state.afterRead(64); // partial: the socket is drained, the next read may wait
   assertEquals(state.readBuffer().length, MIN_READ_SIZE);
-  assert(state.isReadBuffer(state.readBuffer().subarray(0, 10)));
+  state.lent = 0;
+  state.settle(); // the write is done: the large buffer goes back to the pool
+  state.afterRead(MIN_READ_SIZE);
+  assert(state.readBuffer() === large, "the pooled buffer was not reused");
+  assert(state.isReadBuffer(large.subarray(0, 10)));
   assert(!state.isReadBuffer(new Uint8Array(10)));
+  state.dispose();
 });
 
 Deno.test("serveEcho() echoes a message and closes after the client's half-close", async () => {
@@ -453,4 +455,27 @@ Deno.test("Multiplexer runs the same loop with a broadcast decision", async () =
   for (const conn of [alice, bob, carol]) conn.close();
   mux.stop();
   await finished;
+});
+
+Deno.test("Multiplexer pauses for a timer turn while 128 or more operations are in flight", async () => {
+  // 150 connections keep 150 reads in flight; with a budget of 0 the loop pauses as soon as it
+  // has handled a few events in a row (lib/turn_pacer.ts), and with no budget it never does.
+  for (const [turnBudgetMs, expectPauses] of [[0, true], [Infinity, false]] as const) {
+    const { server } = await startServer({ turnBudgetMs });
+    const conns = await Promise.all(Array.from({ length: 150 }, () => connect(server.addr)));
+    const message = encoder.encode("ping");
+    for (let round = 0; round < 20; round++) {
+      await Promise.all(conns.map((conn) => writeAll(conn, message)));
+      const echoes = await Promise.all(conns.map((conn) => readExactly(conn, message.length)));
+      for (const echo of echoes) assertEquals(decoder.decode(echo), "ping");
+    }
+    for (const conn of conns) conn.close();
+    server.close();
+    await server.finished;
+    assertEquals(
+      server.pauses > 0,
+      expectPauses,
+      `${server.pauses} pauses, budget ${turnBudgetMs}`,
+    );
+  }
 });

@@ -8,6 +8,7 @@
 import { pooledMap as pooledMapUntyped } from "@std/async/pool";
 import { formatAddr, formatHostPort } from "../address.ts";
 import { closeQuietly } from "../io.ts";
+import { TURN_BUDGET_MS } from "../turn_pacer.ts";
 import { connect } from "../net/connect.ts";
 import type { ClientTlsOptions } from "../tls.ts";
 import { fairnessOf } from "./fairness.ts";
@@ -52,7 +53,7 @@ export interface BenchOptions {
   connectConcurrency?: number;
   /**
    * How long the connection loops may run, in ms, before they let the event loop turn so the
-   * runtime polls every socket (see `turn_budget.ts`); `Infinity` never yields.
+   * runtime completes every ready read (see lib/turn_pacer.ts); `Infinity` never pauses.
    * @default {DEFAULT_TURN_BUDGET_MS}
    */
   turnBudgetMs?: number;
@@ -69,11 +70,13 @@ export interface BenchOptions {
 }
 
 /**
- * The default of {@linkcode BenchOptions.turnBudgetMs}: off. Measured beside the C client, a
- * 2 ms budget did not stop the client from starving connections once it used a full core, and
- * cost up to 20 % of msg/s where nothing starved (see the module doc of `turn_budget.ts`).
+ * The default of {@linkcode BenchOptions.turnBudgetMs}: the loops pause together once they have
+ * run 2 ms with 128 or more connections busy (lib/turn_pacer.ts). Without it, against the C
+ * reference server at 500 connections, one connection made 0 round trips in 4 s while the median
+ * made 608 (p99.9 0.5–1.9 s, Jain index 0.3–0.6); with it, every connection was served
+ * evenly. `--turn-budget off` measures without it.
  */
-export const DEFAULT_TURN_BUDGET_MS: number = Infinity;
+export const DEFAULT_TURN_BUDGET_MS: number = TURN_BUDGET_MS;
 
 /** A snapshot passed to {@linkcode BenchOptions.onProgress}. */
 export interface BenchProgress {
@@ -136,7 +139,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     : formatHostPort(options.hostname ?? "127.0.0.1", options.port ?? 10000);
   // A pingpong read buffer a little larger than a message shows extra echoed bytes at once.
   const readLength = mode === "bulk" ? Math.min(Math.max(size, 65536), window) : size + 64;
-  using state = new LoadState({
+  const state = new LoadState({
     size,
     readLength,
     turnBudgetMs: options.turnBudgetMs ?? DEFAULT_TURN_BUDGET_MS,

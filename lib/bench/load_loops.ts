@@ -2,8 +2,8 @@
  * What each connection does under load, one async loop per connection and mode: `pingpong`
  * (send a message, read all of it back, repeat), `bulk` (a writer keeps a window in flight, a
  * reader takes it back) and `hold` (stay idle with a read pending, then one round trip). Every
- * loop asks the run's turn budget before its next message, so no connection's echo waits
- * unpolled while the others keep the event loop busy.
+ * loop asks the run's pacer before its next message and pauses with the others when it says so,
+ * so the runtime serves every connection, not the same ~128 again and again (lib/turn_pacer.ts).
  * @module
  */
 import { closeQuietly, writeAll } from "../io.ts";
@@ -49,7 +49,7 @@ async function readEcho(
  * import { LoadState } from "./load_state.ts";
  * import { pingpongLoop } from "./load_loops.ts";
  * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
- * using state = new LoadState({ size: 64, readLength: 128, turnBudgetMs: 2 });
+ * const state = new LoadState({ size: 64, readLength: 128, turnBudgetMs: 2 });
  * state.add(await Deno.connect({ port: listener.addr.port }), 0);
  * const echo = (async () => {
  *   using server = await listener.accept();
@@ -84,7 +84,7 @@ export async function pingpongLoop(state: LoadState, c: LoadConnection): Promise
         state.bytes += state.size;
         c.progress++;
       }
-      const turn = state.budget.due();
+      const turn = state.turn();
       if (turn) {
         c.waitingSince = 0;
         await turn;
@@ -106,7 +106,7 @@ export async function pingpongLoop(state: LoadState, c: LoadConnection): Promise
  * import { LoadState } from "./load_state.ts";
  * import { holdLoop } from "./load_loops.ts";
  * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
- * using state = new LoadState({ size: 64, readLength: 128, turnBudgetMs: 2 });
+ * const state = new LoadState({ size: 64, readLength: 128, turnBudgetMs: 2 });
  * state.add(await Deno.connect({ port: listener.addr.port }), 0);
  * (await listener.accept()).close();
  * await holdLoop(state, state.connections[0], new Promise(() => {}));
@@ -151,7 +151,7 @@ export async function holdLoop(
  * import { LoadState } from "./load_state.ts";
  * import { bulkLoop } from "./load_loops.ts";
  * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
- * using state = new LoadState({ size: 16384, readLength: 65536, turnBudgetMs: 2 });
+ * const state = new LoadState({ size: 16384, readLength: 65536, turnBudgetMs: 2 });
  * state.add(await Deno.connect({ port: listener.addr.port }), 0);
  * const echo = (async () => {
  *   using server = await listener.accept();
@@ -186,7 +186,7 @@ export async function bulkLoop(state: LoadState, c: LoadConnection, window: numb
           await promise;
           continue;
         }
-        const turn = state.budget.due();
+        const turn = state.turn();
         if (turn) {
           await turn;
           continue;
@@ -216,7 +216,7 @@ export async function bulkLoop(state: LoadState, c: LoadConnection, window: numb
     const buffer = c.readBuffer;
     try {
       while (!c.failed && !c.done) {
-        const turn = state.budget.due();
+        const turn = state.turn();
         if (turn) {
           await turn;
           continue;

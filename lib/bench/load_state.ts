@@ -9,7 +9,7 @@ import { closeQuietly } from "../io.ts";
 import { LatencyHistogram } from "./histogram.ts";
 import { EchoPattern } from "./pattern.ts";
 import type { BenchErrorKind, BenchErrors, BenchPhase } from "./result.ts";
-import { TurnBudget } from "./turn_budget.ts";
+import { TurnPacer } from "../turn_pacer.ts";
 
 /** One connection under load. Its buffers are allocated once and reused for every message. */
 export interface LoadConnection {
@@ -42,12 +42,12 @@ export interface LoadConnection {
  * @example Counting an error
  * ```ts
  * import { LoadState } from "./load_state.ts";
- * using state = new LoadState({ size: 64, readLength: 128, turnBudgetMs: 2 });
+ * const state = new LoadState({ size: 64, readLength: 128, turnBudgetMs: 2 });
  * state.failWith(null, new Deno.errors.ConnectionRefused("127.0.0.1:1: Connection refused"));
  * if (state.errors.refused !== 1 || state.errors.total !== 1) throw new Error("not counted");
  * ```
  */
-export class LoadState implements Disposable {
+export class LoadState {
   /** Round-trip latencies in the measured interval. */
   readonly histogram: LatencyHistogram = new LatencyHistogram();
   /** Error counts. */
@@ -82,8 +82,9 @@ export class LoadState implements Disposable {
   readonly connections: LoadConnection[] = [];
   /** What is sent and how echoes are checked. */
   readonly pattern: EchoPattern;
-  /** Lets the event loop turn, so no connection's echo waits unpolled. */
-  readonly budget: TurnBudget;
+  /** Pauses every loop together now and then, so that Deno's op driver serves every
+   * connection, not the same ~128 again and again (lib/turn_pacer.ts). */
+  readonly pacer: TurnPacer;
   /** CPU this process used in the measured interval, in % of one CPU. */
   clientCpuPercent: number | null = null;
   /** CPU time (µs) and clock (ms) when the measured interval started. */
@@ -91,11 +92,17 @@ export class LoadState implements Disposable {
 
   /**
    * Starts a run's state: `size` bytes per message, reads of at most `readLength` bytes checked
-   * at once, loops that yield after `turnBudgetMs` (see `TurnBudget`).
+   * at once, loops that pause together after `turnBudgetMs` (see `TurnPacer`).
    */
   constructor(options: { size: number; readLength: number; turnBudgetMs: number }) {
     this.pattern = new EchoPattern(options.size, options.readLength);
-    this.budget = new TurnBudget(options.turnBudgetMs);
+    this.pacer = new TurnPacer(options.turnBudgetMs);
+  }
+
+  /** A pause to await before the next message when the loops are due for one, else `null`
+   * (the common case: go on at once). */
+  turn(): Promise<void> | null {
+    return this.pacer.due(this.open) ? this.pacer.pause() : null;
   }
 
   /** Bytes per message. */
@@ -174,11 +181,6 @@ export class LoadState implements Disposable {
   mismatch(c: LoadConnection, buffer: Uint8Array, from: number, length: number): void {
     const message = this.pattern.describeMismatch(c.seed, c.received, buffer, from, length);
     this.fail(c, "mismatch", message);
-  }
-
-  /** Stops the turn budget's timer. */
-  [Symbol.dispose](): void {
-    this.budget[Symbol.dispose]();
   }
 }
 

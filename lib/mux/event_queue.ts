@@ -28,6 +28,18 @@ export class EventQueue<T> implements AsyncIterableIterator<T> {
   #head = 0;
   #waiter: ((result: IteratorResult<T>) => void) | undefined;
   #ended = false;
+  #onIdle: (() => void) | undefined;
+  #idleMs: number;
+  #waitStart = 0;
+
+  /**
+   * A queue; `onIdle` hears when its consumer waited at least `idleMs` for an event (nothing
+   * was ready for that long: the loop's pacer starts a fresh budget then).
+   */
+  constructor(options: { onIdle?: () => void; idleMs?: number } = {}) {
+    this.#onIdle = options.onIdle;
+    this.#idleMs = options.idleMs ?? 1;
+  }
 
   /** How many events wait to be taken. */
   get size(): number {
@@ -40,6 +52,7 @@ export class EventQueue<T> implements AsyncIterableIterator<T> {
     const waiter = this.#waiter;
     if (waiter !== undefined) {
       this.#waiter = undefined;
+      if (this.#onIdle && performance.now() - this.#waitStart >= this.#idleMs) this.#onIdle();
       waiter({ value: item, done: false });
     } else {
       this.#items.push(item);
@@ -73,6 +86,7 @@ export class EventQueue<T> implements AsyncIterableIterator<T> {
       return Promise.reject(new TypeError("Cannot wait twice: EventQueue has a single consumer"));
     }
     const { promise, resolve } = Promise.withResolvers<IteratorResult<T>>();
+    if (this.#onIdle) this.#waitStart = performance.now();
     this.#waiter = resolve;
     return promise;
   }

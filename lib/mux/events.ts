@@ -63,8 +63,13 @@ export type MuxEvent =
  * ```
  */
 export class EventSource implements AsyncIterable<MuxEvent> {
-  #queue = new EventQueue<MuxEvent>();
+  #queue: EventQueue<MuxEvent>;
   #pending = 0;
+
+  /** An event source; `onIdle` hears when the loop waited at least 1 ms for an event. */
+  constructor(onIdle?: () => void) {
+    this.#queue = new EventQueue<MuxEvent>({ onIdle });
+  }
 
   /** Operations (accept loop, reads, writes, shutdowns) still in flight. */
   get pending(): number {

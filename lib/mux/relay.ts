@@ -382,5 +382,8 @@ export async function serveRelay(options: ServeRelayOptions): Promise<RelayServe
       server.close();
     },
     finished: server.finished.then(() => relay.settled()),
+    get pauses() {
+      return server.pauses;
+    },
   };
 }

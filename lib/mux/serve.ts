@@ -27,6 +27,8 @@ export interface MuxServer {
   close(): void;
   /** Resolves when the server has stopped and every connection is closed. */
   readonly finished: Promise<void>;
+  /** Timer turns the loop took so that every connection got its turn (lib/turn_pacer.ts). */
+  readonly pauses: number;
 }
 
 /**
@@ -56,5 +58,13 @@ export async function serveMux(
   const listener = await listen(options);
   // The listener's close() also removes a Unix socket file: once more when the loop has ended.
   const finished = mux.run(listener).finally(() => listener.close());
-  return { addr: listener.addr, stats: mux.stats, close: mux.stop, finished };
+  return {
+    addr: listener.addr,
+    stats: mux.stats,
+    close: mux.stop,
+    finished,
+    get pauses() {
+      return mux.pauses;
+    },
+  };
 }

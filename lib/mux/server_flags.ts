@@ -46,7 +46,7 @@ export interface LimitDefaults {
   idleTimeout?: string;
   /** @default {"64k"} */
   highWaterMark?: string;
-  /** @default {"511"} */
+  /** @default {"4096"} */
   backlog?: string;
   /** @default {"10s"} */
   handshakeTimeout?: string;
@@ -76,7 +76,7 @@ export function limitsFromFlags(flags: LimitFlags, defaults: LimitDefaults = {})
       flags["high-water-mark"] ?? defaults.highWaterMark ?? "64k",
       "--high-water-mark",
     ),
-    backlog: parseCount(flags.backlog ?? defaults.backlog ?? "511", "--backlog", { max: 65535 }),
+    backlog: parseCount(flags.backlog ?? defaults.backlog ?? "4096", "--backlog", { max: 65535 }),
     handshakeTimeout: parseDuration(
       flags["handshake-timeout"] ?? defaults.handshakeTimeout ?? "10s",
       "--handshake-timeout",

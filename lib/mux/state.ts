@@ -5,13 +5,14 @@
  * decisions see a connection through the read-only {@linkcode ConnView}.
  * @module
  */
+import { LARGE_READ_SIZE, largeBuffers } from "./buffer_pool.ts";
 
-/** The first read buffer of a connection: small, because idle connections are the many. */
+/** A connection's own read buffer, for every read that may wait: idle connections are the
+ * many, and Deno cannot cancel a read, so a pending read holds its buffer. */
 export const MIN_READ_SIZE = 1024;
-/** The largest read buffer. Only a connection whose reads keep coming back full grows to it;
- * bulk transfers then cross the runtime in 256 KiB pieces instead of 64 KiB ones, which took
- * bulk echo from about 0.9× to about 1.4× a plain 64 KiB read/write loop (`deno task bench`). */
-export const MAX_READ_SIZE = 256 * 1024;
+/** The largest read buffer, borrowed from the process's pool (buffer_pool.ts) for the read
+ * right after one that came back full. */
+export const MAX_READ_SIZE = LARGE_READ_SIZE;
 
 /** A connection as a {@linkcode Decision} sees it: what it can read, never what it can change. */
 export interface ConnView {
@@ -87,8 +88,14 @@ export class ConnState implements ConnView {
   discarding = false;
   /** Idle-sweep ticks since the last byte moved in either direction. */
   idleTicks = 0;
-  #buffer: Uint8Array;
-  #size = MIN_READ_SIZE;
+  /** The connection's own small buffer. */
+  #small = new Uint8Array(MIN_READ_SIZE);
+  /** A large buffer borrowed from the pool, or `null`. */
+  #large: Uint8Array | null = null;
+  /** The buffer the last read went into: after a `data` event, its bytes are at its start. */
+  #current: Uint8Array = this.#small;
+  /** Whether the next read should use a large buffer: the last one came back full. */
+  #wantLarge = false;
 
   /** A new entry for connection number `id`, with the smallest read buffer. */
   constructor(id: number, conn: Deno.Conn) {
@@ -96,7 +103,6 @@ export class ConnState implements ConnView {
     this.conn = conn;
     this.peer = conn.remoteAddr;
     this.local = conn.localAddr;
-    this.#buffer = new Uint8Array(MIN_READ_SIZE);
   }
 
   get waiting(): number {
@@ -111,7 +117,7 @@ export class ConnState implements ConnView {
 
   /** The read buffer: after a read of `n` bytes, they are at its start. */
   get buffer(): Uint8Array {
-    return this.#buffer;
+    return this.#current;
   }
 
   /** Whether nothing is queued or in flight. */
@@ -119,35 +125,55 @@ export class ConnState implements ConnView {
     return this.writing === null && !this.shuttingDown;
   }
 
-  /** The buffer for the next read, resized when `fit()` asked for another size. */
+  /** The buffer for the next read: a pooled large one right after a full read (more is
+   * waiting), the connection's own small one otherwise (the read may wait, and would pin it). */
   readBuffer(): Uint8Array {
-    // The only allocation (and zero-filling) on the read path, and only when the size changes.
-    if (this.#buffer.length !== this.#size) this.#buffer = new Uint8Array(this.#size);
-    return this.#buffer;
+    if (this.#wantLarge) this.#large ??= largeBuffers.acquire();
+    this.#current = this.#wantLarge ? this.#large! : this.#small;
+    return this.#current;
   }
 
   /** Whether `chunk` is a view of the read buffer, which must not be read into while it is sent. */
   isReadBuffer(chunk: Uint8Array): boolean {
-    return chunk.buffer === this.#buffer.buffer;
+    return chunk.buffer === this.#current.buffer;
   }
 
   /**
-   * Sizes the next read after one that returned `n` bytes: double after a full read (more is
-   * waiting), shrink to fit after a small one (the peer went quiet or talks in small messages).
+   * Chooses the next read's buffer after one that returned `n` bytes: a large one after a full
+   * read, the small one after a partial read (the socket is drained), and then the large one
+   * goes back to the pool as soon as no write uses it.
    *
-   * @example Growing the read buffer after a full read
+   * @example
    * ```ts
-   * import { ConnState, MIN_READ_SIZE } from "./state.ts";
+   * import { ConnState, MAX_READ_SIZE, MIN_READ_SIZE } from "./state.ts";
    * const state = new ConnState(1, { remoteAddr: {}, localAddr: {} } as Deno.Conn);
-   * state.fit(MIN_READ_SIZE); // the read filled the buffer: more is probably waiting
-   * if (state.readBuffer().length !== 2 * MIN_READ_SIZE) throw new Error("did not grow");
+   * state.readBuffer();
+   * state.afterRead(MIN_READ_SIZE); // the read filled the buffer: more is probably waiting
+   * if (state.readBuffer().length !== MAX_READ_SIZE) throw new Error("no large buffer");
+   * state.afterRead(10); // the socket is drained
+   * if (state.readBuffer().length !== MIN_READ_SIZE) throw new Error("still large");
    * ```
    */
-  fit(n: number): void {
-    const size = this.#buffer.length;
-    if (n === size) this.#size = Math.min(size * 2, MAX_READ_SIZE);
-    else if (n < size / 4 && size > MIN_READ_SIZE) {
-      this.#size = Math.max(MIN_READ_SIZE, 2 ** Math.ceil(Math.log2(2 * n + 1)));
+  afterRead(n: number): void {
+    this.#wantLarge = n === this.#current.length;
+    this.settle();
+  }
+
+  /** Gives the large buffer back once nothing needs it: no write sends from it (`lent`), and
+   * the next read will not use it. */
+  settle(): void {
+    if (this.#large !== null && !this.#wantLarge && this.lent === 0 && !this.reading) {
+      largeBuffers.release(this.#large);
+      this.#large = null;
     }
+  }
+
+  /** At the close: the large buffer goes back, or is written off when a read or a write in
+   * flight may still use it. */
+  dispose(): void {
+    if (this.#large === null) return;
+    if (this.reading || this.lent > 0) largeBuffers.forget(this.#large);
+    else largeBuffers.release(this.#large);
+    this.#large = null;
   }
 }
