@@ -18,6 +18,7 @@
 import { isPeerGone } from "../errors.ts";
 import { closeQuietly, writeAll } from "../io.ts";
 import { closeConn, handshakeWithDeadline } from "../net/handshake.ts";
+import { TurnPacer } from "../turn_pacer.ts";
 import { type ConnectionEngine, serveConnection } from "./engine.ts";
 import { ClientFrameFilter } from "./h2_frames.ts";
 import type { LoopbackPairs } from "./pair.ts";
@@ -69,6 +70,11 @@ export interface ConnectionHooks {
 // Relay reads start small (idle connections stay cheap) and grow while they come back full.
 const READ_MIN = 4 * 1024;
 const READ_MAX = 256 * 1024;
+
+// Every relay loop of the process shares one pacer (lib/turn_pacer.ts): with more than 128 of
+// them busy, Deno's op driver would otherwise serve the same ~128 again and again.
+const pacer = new TurnPacer();
+let pumping = 0;
 // After the engine is done, how long the client may take to close before we do.
 const LINGER_MS = 2000;
 // ENOMEM, ENFILE, EMFILE, ENOBUFS: the process or the system is out of descriptors or memory.
@@ -270,12 +276,18 @@ export class HttpConnection {
   ): Promise<void> {
     if (first !== undefined) await writeAll(to, filter ? filter(first) : first);
     let buffer = new Uint8Array(READ_MIN);
-    while (true) {
-      const n = await from.read(buffer);
-      if (n === null) return;
-      const chunk = filter ? filter(buffer.subarray(0, n)) : buffer.subarray(0, n);
-      if (chunk.length > 0) await writeAll(to, chunk);
-      if (n === buffer.length && buffer.length < READ_MAX) buffer = new Uint8Array(n * 4);
+    pumping++;
+    try {
+      while (true) {
+        const n = await from.read(buffer);
+        if (n === null) return;
+        const chunk = filter ? filter(buffer.subarray(0, n)) : buffer.subarray(0, n);
+        if (chunk.length > 0) await writeAll(to, chunk);
+        if (n === buffer.length && buffer.length < READ_MAX) buffer = new Uint8Array(n * 4);
+        if (pacer.due(pumping)) await pacer.pause();
+      }
+    } finally {
+      pumping--;
     }
   }
 
