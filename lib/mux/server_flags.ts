@@ -40,17 +40,17 @@ export interface ServerLimits {
 
 /** A program's own defaults, as its `--help` shows them (`"64k"`, `"5s"`). */
 export interface LimitDefaults {
-  /** @default {"10000"} */
+  /** `--max-connections`. @default {"10000"} */
   maxConnections?: string;
-  /** @default {undefined} (never) */
+  /** `--idle-timeout`; unset: never. @default {undefined} */
   idleTimeout?: string;
-  /** @default {"64k"} */
+  /** `--high-water-mark`. @default {"64k"} */
   highWaterMark?: string;
-  /** @default {"4096"} */
+  /** `--backlog`. @default {"4096"} */
   backlog?: string;
-  /** @default {"10s"} */
+  /** `--handshake-timeout`. @default {"10s"} */
   handshakeTimeout?: string;
-  /** @default {"5s"} */
+  /** `--grace`. @default {"5s"} */
   grace?: string;
 }
 

@@ -12,7 +12,7 @@ import { LARGE_READ_SIZE, largeBuffers } from "./buffer_pool.ts";
 export const MIN_READ_SIZE = 1024;
 /** The largest read buffer, borrowed from the process's pool (buffer_pool.ts) for the read
  * right after one that came back full. */
-export const MAX_READ_SIZE = LARGE_READ_SIZE;
+export const MAX_READ_SIZE: number = LARGE_READ_SIZE;
 
 /** A connection as a {@linkcode Decision} sees it: what it can read, never what it can change. */
 export interface ConnView {
