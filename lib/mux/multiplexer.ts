@@ -413,10 +413,9 @@ export class Multiplexer {
     state.bytesIn += n;
     this.stats.bytesIn += n;
     const bytes = state.buffer.subarray(0, n);
-    state.afterRead(n);
     if (state.discarding) {
       this.stats.dropped += n;
-      return;
+      return state.afterRead(n);
     }
     if (this.#onEvent) this.#onEvent({ type: "received", peer: state.peer, bytes });
     this.#lender = state;
@@ -424,6 +423,9 @@ export class Multiplexer {
       this.#decision.onData(this, state, bytes);
     } finally {
       this.#lender = null;
+      // Only now: a large buffer goes back to the pool after a partial read, and the decision
+      // may have lent it to a write (`lent`), which keeps it out of the pool until it is done.
+      state.afterRead(n);
     }
   }
 
