@@ -2,6 +2,7 @@ import { assert, assertEquals, assertInstanceOf, assertRejects } from "@std/asse
 import { Multiplexer, serveEcho, type ServeEchoOptions, type ServerEvent } from "../lib/mux/mod.ts";
 import { EventQueue } from "../lib/mux/event_queue.ts";
 import { ConnState, MAX_READ_SIZE, MIN_READ_SIZE } from "../lib/mux/state.ts";
+import { largeBuffers } from "../lib/mux/buffer_pool.ts";
 import { writeAll } from "../lib/io.ts";
 import { hasIPv6Loopback, hasPeer, runPeer } from "./_process.ts";
 import { createTestCertificates, hasOpenssl } from "./_tls.ts";
@@ -478,4 +479,29 @@ Deno.test("Multiplexer pauses for a timer turn while 128 or more operations are 
       `${server.pauses} pauses, budget ${turnBudgetMs}`,
     );
   }
+});
+
+Deno.test("Multiplexer keeps a pooled read buffer out of the pool while a write sends from it", async () => {
+  // A full 1 KiB read makes the next read use a pooled large buffer; that read is partial, so
+  // the buffer is due back to the pool — but only once the write the decision lent it to is
+  // done. Were it released first, another connection could read into it mid-write.
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const reused: boolean[] = [];
+  const mux = new Multiplexer((mux, conn, bytes) => {
+    mux.send(conn, bytes); // the echo: a view of the read buffer, no copy
+    if (bytes.length === MIN_READ_SIZE) return;
+    const other = largeBuffers.acquire();
+    reused.push(other.buffer === bytes.buffer);
+    largeBuffers.release(other);
+  });
+  const finished = mux.run(listener);
+  const conn = await connect(listener.addr);
+  await writeAll(conn, pattern(MIN_READ_SIZE));
+  await readExactly(conn, MIN_READ_SIZE);
+  await writeAll(conn, pattern(100));
+  await readExactly(conn, 100);
+  conn.close();
+  mux.stop();
+  await finished;
+  assertEquals(reused, [false]);
 });
