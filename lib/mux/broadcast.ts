@@ -21,7 +21,7 @@
  * module is for. Its bytes are copied once, and the multiplexer copies them into each queue.
  * @module
  */
-import type { Multiplexer } from "./multiplexer.ts";
+import type { MuxControl } from "./types.ts";
 import { type ConnView, MIN_READ_SIZE } from "./state.ts";
 
 /** The default mark: one bulk read (256 KiB) may wait behind the write in flight. */
@@ -38,7 +38,7 @@ export interface BroadcasterOptions {
   highWaterMark?: number;
   /** Hears about each receiver dropped, just before it is closed, with the bytes queued for
    * it (in flight and waiting). */
-  onDrop?: (mux: Multiplexer, conn: ConnView, queued: number) => void;
+  onDrop?: (mux: MuxControl, conn: ConnView, queued: number) => void;
 }
 
 /**
@@ -99,7 +99,7 @@ export class Broadcaster {
    * sender: after 1 KiB or more it is not read again until the next turn of the event loop.
    * Returns how many connections were sent the bytes.
    */
-  send(mux: Multiplexer, bytes: Uint8Array, options: { except?: ConnView } = {}): number {
+  send(mux: MuxControl, bytes: Uint8Array, options: { except?: ConnView } = {}): number {
     const slow: ConnView[] = [];
     let sent = 0;
     let own: Uint8Array | undefined;
@@ -124,7 +124,7 @@ export class Broadcaster {
   }
 
   /** Sends `bytes` to `conn` alone, or drops it when it is over the mark; returns whether sent. */
-  sendTo(mux: Multiplexer, conn: ConnView, bytes: Uint8Array): boolean {
+  sendTo(mux: MuxControl, conn: ConnView, bytes: Uint8Array): boolean {
     if (conn.closed) return false;
     if (conn.waiting >= this.#highWaterMark) {
       this.drop(mux, conn);
@@ -135,7 +135,7 @@ export class Broadcaster {
   }
 
   /** Disconnects `conn` now as too slow: what waits for it is discarded. */
-  drop(mux: Multiplexer, conn: ConnView): void {
+  drop(mux: MuxControl, conn: ConnView): void {
     if (conn.closed) return;
     this.#drops++;
     this.#dropped.set(conn, conn.queued);
@@ -143,7 +143,7 @@ export class Broadcaster {
     mux.close(conn);
   }
 
-  #pace(mux: Multiplexer, sender: ConnView): void {
+  #pace(mux: MuxControl, sender: ConnView): void {
     if (sender.closed || mux.stopping) return;
     mux.pause(sender);
     this.#paused.add(sender);

@@ -14,7 +14,7 @@ import { formatAddr } from "../address.ts";
 import { escapeBytes } from "../escape.ts";
 import { BROADCAST_HIGH_WATER_MARK, Broadcaster } from "./broadcast.ts";
 import { LineSplitter } from "./lines.ts";
-import type { CloseReason, Decision, Multiplexer } from "./multiplexer.ts";
+import type { CloseReason, Decision, MuxControl } from "./types.ts";
 import { type MuxServer, serveMux, type ServeMuxOptions } from "./serve.ts";
 import type { ConnView } from "./state.ts";
 
@@ -139,7 +139,7 @@ class ChatRoom implements Decision {
     });
   }
 
-  onOpen(mux: Multiplexer, conn: ConnView): void {
+  onOpen(mux: MuxControl, conn: ConnView): void {
     const user = userName(conn);
     const member: Member = { user, lines: undefined, said: [] };
     if (this.#mode === "chat") {
@@ -162,7 +162,7 @@ class ChatRoom implements Decision {
     );
   }
 
-  onData(mux: Multiplexer, conn: ConnView, bytes: Uint8Array): void {
+  onData(mux: MuxControl, conn: ConnView, bytes: Uint8Array): void {
     const member = this.#members.get(conn);
     if (member === undefined) return;
     this.#onReceived?.(conn, member.user, bytes);
@@ -174,7 +174,7 @@ class ChatRoom implements Decision {
     this.#onChatEvent?.({ type: "message", conn, user: member.user, bytes, receivers, cut: false });
   }
 
-  onEnd(mux: Multiplexer, conn: ConnView): void {
+  onEnd(mux: MuxControl, conn: ConnView): void {
     // A line the client did not end still counts; then it goes, as with ncat.
     const member = this.#members.get(conn);
     if (member?.lines) {
@@ -184,7 +184,7 @@ class ChatRoom implements Decision {
     mux.end(conn);
   }
 
-  onClose(mux: Multiplexer, conn: ConnView, reason: CloseReason, error?: unknown): void {
+  onClose(mux: MuxControl, conn: ConnView, reason: CloseReason, error?: unknown): void {
     const member = this.#members.get(conn);
     if (member === undefined) return;
     const queued = this.#broadcaster.droppedWith(conn);
@@ -204,7 +204,7 @@ class ChatRoom implements Decision {
 
   /** Sends the lines just completed to everyone else, in one piece, and tells their sender
    * about a cut. Line views are valid until the bytes being handled are. */
-  #deliver(mux: Multiplexer, conn: ConnView, member: Member): void {
+  #deliver(mux: MuxControl, conn: ConnView, member: Member): void {
     const { user, said } = member;
     if (said.length === 0) return;
     let text = "";
@@ -222,7 +222,7 @@ class ChatRoom implements Decision {
     member.said = [];
   }
 
-  #announce(mux: Multiplexer, text: string): void {
+  #announce(mux: MuxControl, text: string): void {
     this.#broadcaster.send(mux, encoder.encode(`<announce> ${text}\n`));
   }
 }

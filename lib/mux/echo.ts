@@ -3,12 +3,12 @@
  * bounded memory, half-close, limits and a graceful stop.
  * @module
  */
-import type { Multiplexer } from "./multiplexer.ts";
+import type { MuxControl } from "./types.ts";
 import { type MuxServer, serveMux, type ServeMuxOptions } from "./serve.ts";
 import type { ConnView } from "./state.ts";
 
 /** The echo decision: send every byte back to the connection it came from. */
-export function echo(mux: Multiplexer, conn: ConnView, bytes: Uint8Array): void {
+export function echo(mux: MuxControl, conn: ConnView, bytes: Uint8Array): void {
   mux.send(conn, bytes);
 }
 

@@ -36,14 +36,15 @@ export {
   type ServeRelayOptions,
 } from "./relay.ts";
 export { type MuxServer, serveMux, type ServeMuxOptions } from "./serve.ts";
-export {
-  type Acceptor,
-  type CloseReason,
-  type DataDecision,
-  type Decision,
-  Multiplexer,
-  type MultiplexerOptions,
-  type MuxStats,
-  type ServerEvent,
-} from "./multiplexer.ts";
+export { Multiplexer } from "./multiplexer.ts";
+export type {
+  Acceptor,
+  CloseReason,
+  DataDecision,
+  Decision,
+  MultiplexerOptions,
+  MuxControl,
+  MuxStats,
+  ServerEvent,
+} from "./types.ts";
 export type { ConnView } from "./state.ts";

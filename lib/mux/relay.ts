@@ -18,7 +18,7 @@ import { lingeringTlsConnections } from "../net/handshake.ts";
 import { connect, type DialConfig } from "../net/connect.ts";
 import { encodeProxyHeader } from "../net/proxy_protocol.ts";
 import { closeQuietly } from "../io.ts";
-import type { CloseReason, Decision, Multiplexer, MultiplexerOptions } from "./multiplexer.ts";
+import type { CloseReason, Decision, MultiplexerOptions, MuxControl } from "./types.ts";
 import { type MuxServer, serveMux } from "./serve.ts";
 import type { ListenConfig } from "../net/listen.ts";
 import type { ConnView } from "./state.ts";
@@ -188,7 +188,7 @@ export class Relay implements Decision {
     return this.stats.open + lingeringTlsConnections() < this.#maxConnections;
   }
 
-  onOpen(mux: Multiplexer, conn: ConnView): void {
+  onOpen(mux: MuxControl, conn: ConnView): void {
     if (this.#adding !== null) {
       this.#pairs.set(conn, this.#adding);
       return;
@@ -213,7 +213,7 @@ export class Relay implements Decision {
     this.#dials.add(dial);
   }
 
-  onData(mux: Multiplexer, conn: ConnView, bytes: Uint8Array): void {
+  onData(mux: MuxControl, conn: ConnView, bytes: Uint8Array): void {
     const pair = this.#pairs.get(conn);
     if (pair?.upstream == null) return;
     const other = conn === pair.client ? pair.upstream : pair.client;
@@ -223,14 +223,14 @@ export class Relay implements Decision {
     mux.send(other, bytes);
   }
 
-  onEnd(mux: Multiplexer, conn: ConnView): void {
+  onEnd(mux: MuxControl, conn: ConnView): void {
     const other = this.#other(conn);
     // The half-close goes on: the other side gets a FIN once what is queued for it is out.
     if (other) mux.shutdown(other);
     else mux.end(conn);
   }
 
-  onClose(mux: Multiplexer, conn: ConnView, reason: CloseReason, error?: unknown): void {
+  onClose(mux: MuxControl, conn: ConnView, reason: CloseReason, error?: unknown): void {
     const pair = this.#pairs.get(conn);
     if (pair === undefined) return; // refused
     pair.first ??= { reason, error };
@@ -246,7 +246,7 @@ export class Relay implements Decision {
     this.#finish(pair, reason);
   }
 
-  async #dial(mux: Multiplexer, pair: Pair): Promise<void> {
+  async #dial(mux: MuxControl, pair: Pair): Promise<void> {
     const { client } = pair;
     const gone = pair.gone.promise.then(() => null);
     const abort = new AbortController();

@@ -5,13 +5,8 @@
  * @module
  */
 import { listen, type ListenConfig } from "../net/listen.ts";
-import {
-  type DataDecision,
-  type Decision,
-  Multiplexer,
-  type MultiplexerOptions,
-  type MuxStats,
-} from "./multiplexer.ts";
+import { Multiplexer } from "./multiplexer.ts";
+import type { DataDecision, Decision, MultiplexerOptions, MuxStats } from "./types.ts";
 
 /** Options for {@linkcode serveMux}: where to listen, and the multiplexer's limits and hooks. */
 export interface ServeMuxOptions extends ListenConfig, MultiplexerOptions {}
