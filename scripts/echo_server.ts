@@ -2,7 +2,8 @@
  * Multiplexed echo server — PyMOTW's `select()` echo server: one loop serves every connection,
  * keeps what each one still has to send, and narrates each step. Unlike the original it bounds
  * every queue, finishes echoing after a half-close, survives resets, limits connections and
- * idle time, and drains before it stops on Ctrl-C.
+ * idle time, and drains before it stops on Ctrl-C. `-x` adds a hex dump of what each client
+ * sends.
  *
  * Run:    deno run --allow-net=127.0.0.1:10000 scripts/echo_server.ts
  * Workers: deno run --allow-net=127.0.0.1:10000 --allow-read=scripts/echo_server.ts,lib \
@@ -18,6 +19,7 @@ import { printError, runMain, stopSignal } from "../lib/cli.ts";
 import { limitsFromFlags } from "../lib/mux/server_flags.ts";
 import { describeError } from "../lib/errors.ts";
 import { escapeBytes } from "../lib/escape.ts";
+import { hexDump } from "../lib/hexdump.ts";
 import { parseEndpoint, parseFlags, rejectTogether } from "../lib/flags.ts";
 import { formatJsonEvent } from "../lib/json_event.ts";
 import {
@@ -89,6 +91,14 @@ export function toJson(event: ServerEvent, worker?: number): string {
   }
 }
 
+/** With `-x`: the narration line, and under a "received" line the bytes in the layout of `xxd`,
+ * offsets counted in that client's stream. */
+export function narrateHex(event: ServerEvent): string {
+  const line = narrate(event);
+  if (event.type !== "received") return line;
+  return `${line}\n${hexDump(event.bytes, { offset: event.offset }).trimEnd()}`;
+}
+
 function show(bytes: Uint8Array): string {
   return escapeBytes(bytes, { maxBytes: SHOWN_BYTES });
 }
@@ -116,6 +126,8 @@ Options:
                                                                           [default: 5s]
   --workers N                   N worker threads on one port (reusePort, Linux), or auto for one
                                 per CPU; needs --allow-read of the program's files [default: 1]
+  -x, --hex                     under each "received" line, the bytes as a hex dump (xxd's
+                                layout, offsets counting that client's bytes)
   -q, --quiet                   print only the listening line and errors
   --json                        print one JSON object per event
   -h, --help                    show this help
@@ -141,7 +153,7 @@ export interface EchoPlan {
   /** Read a PROXY header first, with this deadline (ms). */
   proxyTimeout?: number;
   /** What to print per event. */
-  output: "text" | "json" | "quiet";
+  output: "text" | "hex" | "json" | "quiet";
 }
 
 /** Serves `plan` until `io.signal` stops it; resolves with the final counters. */
@@ -159,6 +171,8 @@ export async function serveEchoPlan(plan: EchoPlan, io: ServeIo<MuxStats>): Prom
       ? undefined
       : plan.output === "json"
       ? (event) => printLine(toJson(event, id))
+      : plan.output === "hex"
+      ? (event) => printLine(narrateHex(event))
       : (event) => printLine(narrate(event)),
     onAcceptError: (report) => printError(`echo_server: ${describeAcceptError(report)}`),
   });
@@ -184,12 +198,12 @@ async function main(args: string[]): Promise<void> {
       "proxy-timeout",
       "workers",
     ],
-    boolean: ["quiet", "json", "tls", "proxy-protocol"],
+    boolean: ["quiet", "json", "hex", "tls", "proxy-protocol"],
     collect: ["alpn"],
-    alias: { p: "port", q: "quiet" },
+    alias: { p: "port", q: "quiet", x: "hex" },
     usage: USAGE,
   });
-  rejectTogether(flags, ["quiet", "json"]);
+  rejectTogether(flags, ["quiet", "json", "hex"]);
   const workers = workersFromFlags(flags);
   // Before the certificate is read: --tls with --proxy-protocol is refused for what it is.
   const proxyTimeout = proxyTimeoutFromFlags(flags);
@@ -201,7 +215,7 @@ async function main(args: string[]): Promise<void> {
       reusePort: workers > 1,
     },
     proxyTimeout,
-    output: flags.quiet ? "quiet" : flags.json ? "json" : "text",
+    output: flags.quiet ? "quiet" : flags.json ? "json" : flags.hex ? "hex" : "text",
   };
 
   using stop = stopSignal();

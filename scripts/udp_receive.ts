@@ -23,6 +23,7 @@ import { DROPS_FLAG } from "../lib/datagram/drops.ts";
 import { bindDatagram, type DatagramEndpoint } from "../lib/datagram/socket.ts";
 import { escapeBytes } from "../lib/escape.ts";
 import { parseCount, parseEndpoint, parseFlags, parseSize, rejectTogether } from "../lib/flags.ts";
+import { hexDump } from "../lib/hexdump.ts";
 import { formatJsonEvent } from "../lib/json_event.ts";
 import { stdout } from "../lib/output.ts";
 
@@ -129,6 +130,8 @@ Options:
                         any port; a Unix sender must be bound to a path)
       --max-bytes SIZE  print at most SIZE bytes of a datagram, saying how many were left out
   -v, --verbose         name the sender of every datagram
+  -x, --hex             under each datagram's line, its bytes as a hex dump (xxd's layout;
+                        no more than --max-bytes)
       --json            one JSON object per datagram ("datagram"), and a "summary" at the end
   -q, --quiet           print nothing per datagram, only the summary
   -h, --help            show this help
@@ -149,11 +152,11 @@ Try it: deno task udp-send, or echo -n hi | socat - UDP-SENDTO:127.0.0.1:5005`;
 async function main(args: string[]): Promise<void> {
   const flags = parseFlags(args, {
     string: ["host", "port", "unix", "count", "max-bytes"],
-    boolean: ["json", "quiet", "verbose", "echo"],
-    alias: { s: "host", p: "port", c: "count", q: "quiet", v: "verbose" },
+    boolean: ["json", "quiet", "verbose", "echo", "hex"],
+    alias: { s: "host", p: "port", c: "count", q: "quiet", v: "verbose", x: "hex" },
     usage: USAGE,
   });
-  rejectTogether(flags, ["quiet", "json"]);
+  rejectTogether(flags, ["quiet", "json", "hex"]);
   const maxBytes = flags["max-bytes"] === undefined
     ? Infinity
     : parseSize(flags["max-bytes"], "--max-bytes", { max: UNIX_DATAGRAM_RECEIVE_MAX });
@@ -178,7 +181,10 @@ async function main(args: string[]): Promise<void> {
     } else if (!flags.quiet) {
       const from = flags.verbose ? ` from ${formatAddr(peer)}` : "";
       const cut = truncated ? " (cut by the kernel: the datagram was longer)" : "";
-      printLine(`received message${from}: ${escapeBytes(data, { maxBytes })}${cut}`);
+      const line = `received message${from}: ${escapeBytes(data, { maxBytes })}${cut}`;
+      // One write for the line and its dump, so nothing else lands between them.
+      const dump = flags.hex ? hexDump(data.subarray(0, maxBytes)).trimEnd() : "";
+      printLine(dump === "" ? line : `${line}\n${dump}`);
     }
   }
   if (summary === undefined) return;

@@ -1,6 +1,7 @@
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "@std/assert";
 import { writeAll } from "../lib/io.ts";
 import { hasPeer, runPeer, runScript, spawnScript } from "./_process.ts";
+import { xxd } from "./_xxd.ts";
 import { createTestCertificates, hasOpenssl } from "./_tls.ts";
 
 const NET = ["--allow-net=127.0.0.1"];
@@ -228,7 +229,7 @@ Deno.test({
     assertEquals(await conn.read(new Uint8Array(1)), null); // broker: nothing comes back
     conn.close();
     const [{ stdout }] = await Promise.all([server.stop("SIGINT"), closeAtEnd(listener)]);
-    const xxd = decoder.decode((await runPeer("xxd", [], { stdin: message })).stdout);
+    const dump = await xxd(message);
     const [one, two] = [listener, conn].map((c) => `127.0.0.1:${c.localAddr.port}`);
     // This small a message arrives in one piece.
     assertEquals(
@@ -236,7 +237,7 @@ Deno.test({
       [
         `user1 joined from ${one}`,
         `user2 joined from ${two}`,
-        `user2 (${two}) sent 40 bytes:\n${xxd}user2 left`,
+        `user2 (${two}) sent 40 bytes:\n${dump}user2 left`,
         "user1 left (server stopping)",
         "",
       ].join("\n"),

@@ -5,14 +5,8 @@
  */
 import { assertEquals, assertStringIncludes } from "@std/assert";
 import { hexDump, HexDumper } from "../lib/hexdump.ts";
-import { hasPeer, runPeer, runScript } from "./_process.ts";
-
-/** What `xxd` prints for `bytes` (`-o` shifts the offsets). */
-async function xxd(bytes: Uint8Array, offset = 0): Promise<string> {
-  const { code, stdout, stderr } = await runPeer("xxd", ["-o", `${offset}`], { stdin: bytes });
-  assertEquals(code, 0, stderr);
-  return new TextDecoder().decode(stdout);
-}
+import { hasPeer, runScript } from "./_process.ts";
+import { xxd } from "./_xxd.ts";
 
 /** Every byte value, then a few lines of random bytes: what a peer may send. */
 function sampleBytes(length: number): Uint8Array {

@@ -1,6 +1,7 @@
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "@std/assert";
 import { writeAll } from "../lib/io.ts";
 import { hasPeer, runPeer, runScript, type ScriptProcess, spawnScript } from "./_process.ts";
+import { xxd } from "./_xxd.ts";
 
 const NET = ["--allow-net=127.0.0.1"];
 const encoder = new TextEncoder();
@@ -220,11 +221,11 @@ Deno.test({
     assertEquals(new Uint8Array(await new Response(conn.readable).arrayBuffer()), message);
     await relay.waitForStdout(/^closed /m);
     const { stdout } = await relay.stop("SIGINT");
-    const xxd = decoder.decode((await runPeer("xxd", [], { stdin: message })).stdout);
+    const dump = await xxd(message);
     const local = `127.0.0.1:${conn.localAddr.port}`;
     const upstream = `127.0.0.1:${echoPort}`;
     // The echo may come back in more than one piece: compare the client's direction whole.
-    assertStringIncludes(stdout, `${local} > ${upstream}: 40 bytes\n${xxd}`);
+    assertStringIncludes(stdout, `${local} > ${upstream}: 40 bytes\n${dump}`);
     assertStringIncludes(stdout, `${local} < ${upstream}: `);
   },
 });

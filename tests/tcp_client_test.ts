@@ -6,7 +6,8 @@
  */
 import { assert, assertEquals, assertMatch } from "@std/assert";
 import { serveEcho } from "../lib/mux/mod.ts";
-import { hasPeer, runPeer, runScript, spawnScript, startPortPeer } from "./_process.ts";
+import { hasPeer, runScript, spawnScript, startPortPeer } from "./_process.ts";
+import { xxd } from "./_xxd.ts";
 
 const NET = ["--allow-net=127.0.0.1"];
 
@@ -35,10 +36,6 @@ async function withServer(
 function freePort(): number {
   using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   return listener.addr.port;
-}
-
-async function xxd(bytes: Uint8Array): Promise<string> {
-  return new TextDecoder().decode((await runPeer("xxd", [], { stdin: bytes })).stdout);
 }
 
 Deno.test("tcp_client.ts HOST PORT sends piped stdin while the echo comes back, then half-closes", async () => {

@@ -327,7 +327,14 @@ export class Multiplexer implements MuxControl {
       this.stats.dropped += n;
       return state.afterRead(n);
     }
-    if (this.#onEvent) this.#onEvent({ type: "received", peer: state.peer, bytes });
+    if (this.#onEvent) {
+      this.#onEvent({
+        type: "received",
+        peer: state.peer,
+        bytes,
+        offset: state.bytesIn - n,
+      });
+    }
     this.#lender = state;
     try {
       this.#decision.onData(this, state, bytes);

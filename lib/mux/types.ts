@@ -73,7 +73,8 @@ export type CloseReason = "eof" | "idle" | "error" | "stop" | "closed";
 export type ServerEvent =
   | { type: "connection"; peer: Deno.Addr }
   | { type: "refused"; peer: Deno.Addr }
-  | { type: "received"; peer: Deno.Addr; bytes: Uint8Array }
+  /** `offset`: how many bytes this connection sent before these (a hex dump's first offset). */
+  | { type: "received"; peer: Deno.Addr; bytes: Uint8Array; offset: number }
   | { type: "sending"; peer: Deno.Addr; bytes: Uint8Array }
   | { type: "closing"; peer: Deno.Addr; reason: CloseReason; error?: unknown; dropped?: number };
 
