@@ -1,7 +1,7 @@
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "@std/assert";
 import { SCENARIOS } from "../lib/bench/scenarios.ts";
-import { serveReadWrite } from "../scripts/bench/read_write_server.ts";
 import { hasPeer, runScript } from "./_process.ts";
+import { withEchoServer } from "./_echo_fixtures.ts";
 
 const ECHO_BENCH = new URL("../scripts/echo_bench.ts", import.meta.url).pathname;
 
@@ -11,22 +11,6 @@ function closedPort(): number {
   const port = listener.addr.port;
   listener.close();
   return port;
-}
-
-/** Runs `fn` with the port of a read/write echo fixture, then stops the fixture. */
-async function withEchoServer(fn: (port: number) => Promise<void>): Promise<void> {
-  const controller = new AbortController();
-  const listening = Promise.withResolvers<number>();
-  const serving = serveReadWrite({
-    signal: controller.signal,
-    onListen: (addr) => listening.resolve(addr.port),
-  });
-  try {
-    await fn(await listening.promise);
-  } finally {
-    controller.abort();
-    await serving;
-  }
 }
 
 Deno.test("echo_bench.ts against a closed port says so in one stderr line naming it", async () => {

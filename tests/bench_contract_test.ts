@@ -2,24 +2,8 @@ import { assert, assertEquals, assertGreater, assertThrows } from "@std/assert";
 import { type BenchEvent, formatBenchEvent, parseBenchEvent } from "../lib/bench/events.ts";
 import { runBench } from "../lib/bench/load.ts";
 import { toJsonText } from "../lib/json_event.ts";
-import { serveReadWrite } from "../scripts/bench/read_write_server.ts";
 import { runScript } from "./_process.ts";
-
-/** Runs `fn` with the port of a read/write echo fixture, then stops the fixture. */
-async function withEchoServer(fn: (port: number) => Promise<void>): Promise<void> {
-  const controller = new AbortController();
-  const listening = Promise.withResolvers<number>();
-  const serving = serveReadWrite({
-    signal: controller.signal,
-    onListen: (addr) => listening.resolve(addr.port),
-  });
-  try {
-    await fn(await listening.promise);
-  } finally {
-    controller.abort();
-    await serving;
-  }
-}
+import { withEchoServer } from "./_echo_fixtures.ts";
 
 Deno.test("echo_bench.ts --json lines parse into the events bench/run.ts reads", async () => {
   await withEchoServer(async (port) => {

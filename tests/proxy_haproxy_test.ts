@@ -1,33 +1,12 @@
 import { assert, assertEquals } from "@std/assert";
 import { equals } from "@std/bytes/equals";
 import { hasHaproxy, startHaproxy } from "./_haproxy.ts";
+import { echoThrough, startProxiedEcho } from "./_echo_fixtures.ts";
 import { spawnScript } from "./_process.ts";
 
 const NET = ["--allow-net=127.0.0.1"];
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-function startEchoServer() {
-  return spawnScript("echo_server.ts", ["--port", "0", "--proxy-protocol", "--json"], {
-    permissions: NET,
-  });
-}
-
-/** Sends `bytes` and reads the echo at the same time (a 16 MiB echo cannot wait for the end). */
-async function echoThrough(
-  port: number,
-  bytes: Uint8Array,
-): Promise<{ local: string; echo: Uint8Array }> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  const local = `127.0.0.1:${conn.localAddr.port}`;
-  const sending = (async () => {
-    for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at, at + 65536));
-    await conn.closeWrite();
-  })();
-  const echo = new Uint8Array(await new Response(conn.readable).arrayBuffer());
-  await sending;
-  return { local, echo };
-}
 
 function connectionPeers(jsonLines: string): string[] {
   return jsonLines.trim().split("\n").map((line) => JSON.parse(line))
@@ -38,8 +17,8 @@ Deno.test({
   name: "echo_server.ts --proxy-protocol behind HAProxy logs the client's own address, v1 and v2",
   ignore: !hasHaproxy(),
   async fn() {
-    await using first = startEchoServer();
-    await using second = startEchoServer();
+    await using first = startProxiedEcho();
+    await using second = startProxiedEcho();
     await using haproxy = await startHaproxy([
       { port: await first.listeningPort(), sendProxy: "v1" },
       { port: await second.listeningPort(), sendProxy: "v2" },

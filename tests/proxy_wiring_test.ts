@@ -7,6 +7,7 @@
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "@std/assert";
 import { equals } from "@std/bytes/equals";
 import { hasHaproxy, startHaproxy } from "./_haproxy.ts";
+import { echoThrough, startProxiedEcho } from "./_echo_fixtures.ts";
 import { hasPeer, runScript, type ScriptProcess, spawnScript } from "./_process.ts";
 
 const NET = ["--allow-net=127.0.0.1"];
@@ -19,28 +20,6 @@ type JsonEvent = Record<string, any>;
 
 function jsonLines(text: string): JsonEvent[] {
   return text.trim().split("\n").filter((line) => line !== "").map((line) => JSON.parse(line));
-}
-
-function startProxiedEcho(): ScriptProcess {
-  return spawnScript("echo_server.ts", ["--port", "0", "--proxy-protocol", "--json"], {
-    permissions: NET,
-  });
-}
-
-/** Sends `bytes` and reads the echo at the same time; returns the client's address too. */
-async function echoThrough(
-  port: number,
-  bytes: Uint8Array,
-): Promise<{ local: string; echo: Uint8Array }> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  const local = `127.0.0.1:${conn.localAddr.port}`;
-  const sending = (async () => {
-    for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at, at + 65536));
-    await conn.closeWrite();
-  })();
-  const echo = new Uint8Array(await new Response(conn.readable).arrayBuffer());
-  await sending;
-  return { local, echo };
 }
 
 Deno.test("tcp_client.ts --send-proxy v1 and v2: echo_server.ts --proxy-protocol logs the client's own address", async () => {
