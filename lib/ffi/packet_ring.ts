@@ -190,16 +190,8 @@ export class PacketRing implements Disposable {
     this.#checkOpen();
     if (this.#receiving) throw new TypeError("Cannot receive twice at the same time");
     this.#receiving = true;
-    const deadline = performance.now() + (options.timeout ?? Infinity);
     try {
-      while (!this.#closed && !options.signal?.aborted) {
-        const frames = this.#takeBlock();
-        if (frames) return frames;
-        const left = deadline - performance.now();
-        if (left <= 0) return null;
-        await this.#poller.wait(left, options.signal);
-      }
-      return null;
+      return await this.#poller.poll(() => this.#takeBlock(), () => !this.#closed, options);
     } finally {
       this.#receiving = false;
       if (this.#closed) this.#release();

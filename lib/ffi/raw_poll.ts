@@ -70,6 +70,27 @@ export class ReadablePoller implements Disposable {
     return false;
   }
 
+  /**
+   * Calls `take` until it returns something, waiting for the descriptor between calls; returns
+   * `null` once `options.timeout` ms have passed, `options.signal` aborts, or `isOpen()` turns
+   * false (a close meanwhile). The receive loop of every FFI socket.
+   */
+  async poll<T>(
+    take: () => T | null,
+    isOpen: () => boolean,
+    options: { timeout?: number; signal?: AbortSignal } = {},
+  ): Promise<T | null> {
+    const deadline = performance.now() + (options.timeout ?? Infinity);
+    while (isOpen() && !options.signal?.aborted) {
+      const taken = take();
+      if (taken !== null) return taken;
+      const left = deadline - performance.now();
+      if (left <= 0) return null;
+      await this.wait(left, options.signal);
+    }
+    return null;
+  }
+
   /** Ends a wait in progress (or the next one) at once. */
   wake(): void {
     if (!this.#closed) this.#libc.symbols.write(this.#wakeFd, this.#counter, 8n);

@@ -201,16 +201,8 @@ export class RawSocket implements Disposable {
     this.#checkOpen();
     if (this.#receiving) throw new TypeError("Cannot receive twice at the same time");
     this.#receiving = true;
-    const deadline = performance.now() + (options.timeout ?? Infinity);
     try {
-      while (!this.#closed && !options.signal?.aborted) {
-        const packet = this.#receiveNow();
-        if (packet) return packet;
-        const left = deadline - performance.now();
-        if (left <= 0) return null;
-        await this.#poller.wait(left, options.signal);
-      }
-      return null;
+      return await this.#poller.poll(() => this.#receiveNow(), () => !this.#closed, options);
     } finally {
       this.#receiving = false;
       if (this.#closed) this.#release();
