@@ -184,8 +184,15 @@ sys.stdin.read()`;
       }).spawn();
       // It stays alive, not reading, until its stdin closes at the end of the test.
       const reader = stuckPeer.stdout.getReader();
-      const { value } = await reader.read();
-      assertEquals(new TextDecoder().decode(value), "sent\n");
+      // The line may come in more than one read (print() writes "sent" and "\n" apart when
+      // Python is unbuffered).
+      let said = "";
+      while (!said.includes("\n")) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        said += new TextDecoder().decode(value);
+      }
+      assertEquals(said, "sent\n");
       const args = ["-q", "--unix", path, "-s", client, "-c", "2", "--wait-reply", "-w", "5s"];
       const result = await runScript("udp_send.ts", [...args, "--message", "still served"], {
         permissions: unixPermissions(path, client),
