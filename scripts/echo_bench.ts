@@ -50,9 +50,10 @@ Options:
   --timeout TIME        fail a connection whose round trip (bulk: echo) stalls this long
                                                                     [default: 5s]
   --parallel N          connection attempts at once                 [default: 100]
-  --turn-budget TIME    once the loops have run this long with 128 or more connections
-                        busy, pause them all for one timer turn, so the runtime serves
-                        every connection ("off": never)             [default: 2ms]
+  --turn-budget TIME    once the loops have run this long and handled 128 events with
+                        128 or more connections busy, pause them all for one timer turn,
+                        so the runtime serves every connection ("off": never)
+                                                                    [default: 2ms]
   --tls                 connect with TLS; --ca FILE trusts a CA (needs --allow-read)
   --alpn P1,P2          ALPN protocols to offer with --tls (repeatable)
   --insecure            with --tls, skip the host name check (not the chain)

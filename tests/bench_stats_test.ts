@@ -1,7 +1,6 @@
-import { assert, assertAlmostEquals, assertEquals, assertThrows } from "@std/assert";
+import { assert, assertAlmostEquals, assertEquals } from "@std/assert";
 import { fairnessOf } from "../lib/bench/fairness.ts";
 import { LatencyHistogram } from "../lib/bench/histogram.ts";
-import { STARVATION_MIN_PENDING, TurnPacer } from "../lib/turn_pacer.ts";
 
 Deno.test("LatencyHistogram reports p99.9 within 3 % and below the exact max", () => {
   const histogram = new LatencyHistogram();
@@ -53,30 +52,4 @@ Deno.test("fairnessOf() gives Jain's index and slowest/median of per-connection 
   assert(starved.jain > 0.98, "Jain's index barely moves for a few starved connections");
   // Even counts: the median is the mean of the middle two.
   assertEquals(fairnessOf([4, 1, 3, 2])!.median, 2.5);
-});
-
-Deno.test("TurnPacer pauses every caller together, once the budget is spent with 128 or more busy", async () => {
-  const pacer = new TurnPacer(5);
-  const start = performance.now();
-  // Only promise continuations: the pacer is what lets a timer turn happen.
-  let timerRan = false;
-  setTimeout(() => timerRan = true, 0);
-  while (performance.now() - start < 50) {
-    if (pacer.due(STARVATION_MIN_PENDING)) {
-      // A second caller during the pause shares it.
-      const [first, second] = [pacer.pause(), pacer.pause()];
-      assert(first === second, "two callers got two pauses");
-      await first;
-    } else await Promise.resolve();
-  }
-  assert(timerRan, "a timer never ran during a 50 ms loop of continuations");
-  assert(pacer.pauses >= 1 && pacer.pauses <= 10, `${pacer.pauses} pauses in 50 ms at 5 ms`);
-});
-
-Deno.test("TurnPacer never pauses below 128 busy operations, nor with an infinite budget", () => {
-  const pacer = new TurnPacer(0);
-  for (let i = 0; i < 1000; i++) assertEquals(pacer.due(STARVATION_MIN_PENDING - 1), false);
-  const never = new TurnPacer(Infinity);
-  for (let i = 0; i < 1000; i++) assertEquals(never.due(1000), false);
-  assertThrows(() => new TurnPacer(-1), RangeError, "Cannot use a turn budget of -1 ms");
 });

@@ -6,6 +6,9 @@
  * @module
  */
 
+// A wait for an event at least this long (ms) counts as idle: nothing was ready.
+const IDLE_MS = 1;
+
 /**
  * A queue of events consumed by one `for await` loop.
  *
@@ -29,16 +32,19 @@ export class EventQueue<T> implements AsyncIterableIterator<T> {
   #waiter: ((result: IteratorResult<T>) => void) | undefined;
   #ended = false;
   #onIdle: (() => void) | undefined;
-  #idleMs: number;
-  #waitStart = 0;
+  #timeWaits: (() => boolean) | undefined;
+  /** When the consumer began to wait, or -1 when this wait is not timed. */
+  #waitStart = -1;
 
   /**
-   * A queue; `onIdle` hears when its consumer waited at least `idleMs` for an event (nothing
-   * was ready for that long: the loop's pacer starts a fresh budget then).
+   * A queue. `onIdle` hears when its consumer waited at least 1 ms for an event (nothing was
+   * ready for that long: the loop's pacer starts a fresh budget then). Only the waits that
+   * begin while `timeWaits` says yes are timed (every wait when it is not given), so a loop
+   * whose pacer cannot act reads no clock when it waits.
    */
-  constructor(options: { onIdle?: () => void; idleMs?: number } = {}) {
+  constructor(options: { onIdle?: () => void; timeWaits?: () => boolean } = {}) {
     this.#onIdle = options.onIdle;
-    this.#idleMs = options.idleMs ?? 1;
+    this.#timeWaits = options.timeWaits;
   }
 
   /** How many events wait to be taken. */
@@ -52,7 +58,7 @@ export class EventQueue<T> implements AsyncIterableIterator<T> {
     const waiter = this.#waiter;
     if (waiter !== undefined) {
       this.#waiter = undefined;
-      if (this.#onIdle && performance.now() - this.#waitStart >= this.#idleMs) this.#onIdle();
+      if (this.#waitStart >= 0 && performance.now() - this.#waitStart >= IDLE_MS) this.#onIdle!();
       waiter({ value: item, done: false });
     } else {
       this.#items.push(item);
@@ -86,7 +92,9 @@ export class EventQueue<T> implements AsyncIterableIterator<T> {
       return Promise.reject(new TypeError("Cannot wait twice: EventQueue has a single consumer"));
     }
     const { promise, resolve } = Promise.withResolvers<IteratorResult<T>>();
-    if (this.#onIdle) this.#waitStart = performance.now();
+    this.#waitStart = this.#onIdle !== undefined && (this.#timeWaits?.() ?? true)
+      ? performance.now()
+      : -1;
     this.#waiter = resolve;
     return promise;
   }

@@ -6,6 +6,7 @@
  * @module
  */
 import { type AcceptErrorReport, acceptLoop } from "../net/accept.ts";
+import { STARVATION_MIN_PENDING } from "../turn_pacer.ts";
 import { EventQueue } from "./event_queue.ts";
 import type { ConnState } from "./state.ts";
 
@@ -66,9 +67,16 @@ export class EventSource implements AsyncIterable<MuxEvent> {
   #queue: EventQueue<MuxEvent>;
   #pending = 0;
 
-  /** An event source; `onIdle` hears when the loop waited at least 1 ms for an event. */
+  /**
+   * An event source; `onIdle` hears when the loop waited at least 1 ms for an event while
+   * {@linkcode STARVATION_MIN_PENDING} or more operations were in flight (with fewer, the
+   * loop's pacer never acts, so its waits are not timed).
+   */
   constructor(onIdle?: () => void) {
-    this.#queue = new EventQueue<MuxEvent>({ onIdle });
+    this.#queue = new EventQueue<MuxEvent>({
+      onIdle,
+      timeWaits: () => this.#pending >= STARVATION_MIN_PENDING,
+    });
   }
 
   /** Operations (accept loop, reads, writes, shutdowns) still in flight. */
