@@ -1,6 +1,7 @@
 import { assert, assertEquals, assertGreater, assertMatch, assertRejects } from "@std/assert";
 import { runBench } from "../lib/bench/load.ts";
 import type { BenchResult } from "../lib/bench/result.ts";
+import { describeFailure } from "../lib/bench/report.ts";
 import { LatencyHistogram } from "../lib/bench/histogram.ts";
 import { servePipeTo } from "../scripts/bench/pipe_to_server.ts";
 import { serveReadWrite } from "../scripts/bench/read_write_server.ts";
@@ -151,6 +152,60 @@ for (const mode of ["pingpong", "bulk", "hold"] as const) {
     assertMatch(result.firstError!, /^Echo differs at byte \d+: got 0x[0-9a-f]{2}, sent/);
   });
 }
+
+for (const mode of ["pingpong", "bulk"] as const) {
+  Deno.test(`runBench() counts only live connections as open in ${mode} mode`, async () => {
+    // Both connections fail on the first wrong echo; the run then ends long before its
+    // duration, and the draining phase (like the pacer) sees no connection open.
+    await using server = new TestServer("flip");
+    const phases: string[] = [];
+    const result = await runBench({
+      mode,
+      port: server.port,
+      connections: 2,
+      size: 1000,
+      durationMs: 60_000,
+      onPhase: (phase, open) => phases.push(`${phase} ${open}`),
+    });
+    assertEquals(result.errors.mismatch, 2);
+    assertEquals(phases.at(-1), "draining 0");
+  });
+}
+
+Deno.test("runBench() in hold mode reports no negative idle time when stopped while connecting", async () => {
+  // A TLS handshake that the server never answers keeps the connect pending while the run is
+  // aborted; the connect then times out, after the stop.
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const controller = new AbortController();
+  const running = runBench({
+    mode: "hold",
+    port: listener.addr.port,
+    tls: {},
+    connections: 1,
+    timeoutMs: 200,
+    signal: controller.signal,
+  });
+  using _accepted = await listener.accept();
+  controller.abort();
+  const result = await running;
+  assertEquals(result.connectionsOpened, 0);
+  assertEquals(result.errors.total, 1);
+  assertEquals(result.durationMs, 0);
+});
+
+Deno.test("runBench() names a Unix socket as connect() does, so the failure line names it once", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/no\x01such.sock`;
+    const result = await runBench({ path, connections: 1, durationMs: 100 });
+    assertEquals(result.target, `unix:${path}`);
+    assert(result.firstError!.startsWith(`${result.target}: `), result.firstError!);
+    const line = describeFailure(result)!;
+    assertEquals(line.split(result.target).length, 2, line);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
 
 Deno.test("runBench() counts refused connections", async () => {
   const result = await runBench({ port: closedPort(), connections: 3, durationMs: 100 });

@@ -29,6 +29,21 @@ export interface Fairness {
 }
 
 /**
+ * The median of values sorted in ascending order (the mean of the middle two for an even
+ * count); `NaN` when there are none.
+ *
+ * @example
+ * ```ts
+ * import { medianOfSorted } from "./fairness.ts";
+ * if (medianOfSorted([1, 2, 3]) !== 2 || medianOfSorted([1, 2, 3, 4]) !== 2.5) throw new Error();
+ * ```
+ */
+export function medianOfSorted(sorted: readonly number[]): number {
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+/**
  * Measures the spread of `counts`, one per connection; `null` when there are none or all are 0.
  *
  * @example One connection of four starved to a tenth of the others
@@ -48,8 +63,7 @@ export function fairnessOf(counts: readonly number[]): Fairness | null {
     sumOfSquares += count * count;
   }
   if (n === 0 || sum === 0) return null;
-  const middle = n >> 1;
-  const median = n % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+  const median = medianOfSorted(sorted);
   return {
     connections: n,
     jain: (sum * sum) / (n * sumOfSquares),

@@ -6,10 +6,10 @@
  * @module
  */
 import { pooledMap as pooledMapUntyped } from "@std/async/pool";
-import { formatAddr, formatHostPort } from "../address.ts";
+import { formatTarget } from "../address.ts";
 import { closeQuietly } from "../io.ts";
 import { TURN_BUDGET_MS } from "../turn_pacer.ts";
-import { connect } from "../net/connect.ts";
+import { connect, type DialConfig } from "../net/connect.ts";
 import type { ClientTlsOptions } from "../tls.ts";
 import { fairnessOf } from "./fairness.ts";
 import { bulkLoop, holdLoop, pingpongLoop } from "./load_loops.ts";
@@ -22,8 +22,6 @@ const pooledMap = pooledMapUntyped as <T, R>(
   items: Iterable<T> | AsyncIterable<T>,
   map: (item: T) => Promise<R>,
 ) => AsyncIterableIterator<R>;
-
-export type { ClientTlsOptions } from "../tls.ts";
 
 /** Options for {@linkcode runBench}. */
 export interface BenchOptions {
@@ -53,8 +51,11 @@ export interface BenchOptions {
   connectConcurrency?: number;
   /**
    * How long the connection loops may run, in ms, before they let the event loop turn so the
-   * runtime completes every ready read (see lib/turn_pacer.ts); `Infinity` never pauses.
-   * @default {DEFAULT_TURN_BUDGET_MS}
+   * runtime completes every ready read: they pause together once they have run this long and
+   * handled 128 events with 128 or more connections busy (lib/turn_pacer.ts). Without it a
+   * connection can starve for seconds at 500 connections: the README's "Fairness: no connection
+   * starves" has the figures. `Infinity` never pauses (`--turn-budget off`).
+   * @default {2}
    */
   turnBudgetMs?: number;
   /** Stops the load early; the run still drains and reports. */
@@ -69,22 +70,13 @@ export interface BenchOptions {
   onPhase?: (phase: BenchPhase, open: number) => void;
 }
 
-/**
- * The default of {@linkcode BenchOptions.turnBudgetMs}: the loops pause together once they have
- * run 2 ms with 128 or more connections busy (lib/turn_pacer.ts). Without it, against the C
- * reference server at 500 connections, one connection made 0 round trips in 4 s while the median
- * made 608 (p99.9 0.5–1.9 s, Jain index 0.3–0.6); with it, every connection was served
- * evenly. `--turn-budget off` measures without it.
- */
-export const DEFAULT_TURN_BUDGET_MS: number = TURN_BUDGET_MS;
-
 /** A snapshot passed to {@linkcode BenchOptions.onProgress}. */
 export interface BenchProgress {
   /** What the run is doing now. */
   phase: BenchPhase;
   /** Milliseconds since the run started. */
   elapsedMs: number;
-  /** Connections open now. */
+  /** Connections open now: opened, and neither failed nor finished. */
   open: number;
   /** Messages counted so far (after warmup). */
   messages: number;
@@ -134,15 +126,20 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
   if (mode === "bulk" && window < size) {
     throw new RangeError(`Cannot use window ${window}: must be at least the size (${size})`);
   }
-  const target = options.path !== undefined
-    ? formatAddr({ transport: "unix", path: options.path })
-    : formatHostPort(options.hostname ?? "127.0.0.1", options.port ?? 10000);
+  // Where every connection goes, defaults resolved once; connect() names it the same way in
+  // its errors, which describeFailure() strips after the target it prints first.
+  const endpoint = {
+    path: options.path,
+    hostname: options.hostname ?? "127.0.0.1",
+    port: options.port ?? 10000,
+  };
+  const target = formatTarget(endpoint);
   // A pingpong read buffer a little larger than a message shows extra echoed bytes at once.
   const readLength = mode === "bulk" ? Math.min(Math.max(size, 65536), window) : size + 64;
   const state = new LoadState({
     size,
     readLength,
-    turnBudgetMs: options.turnBudgetMs ?? DEFAULT_TURN_BUDGET_MS,
+    turnBudgetMs: options.turnBudgetMs ?? TURN_BUDGET_MS,
   });
   state.onPhase = options.onPhase;
   const started = performance.now();
@@ -188,7 +185,19 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
   let roundTripEnd = 0;
   try {
     if (signal?.aborted) stop();
-    await openConnections(state, options, count, concurrency);
+    await openConnections(
+      state,
+      {
+        ...endpoint,
+        tls: options.tls,
+        // The timeout also bounds a TLS handshake with a server that never answers it.
+        timeout: timeoutMs,
+        // Small messages must leave at once, not wait for Nagle's algorithm.
+        noDelay: true,
+      },
+      count,
+      concurrency,
+    );
     connectMs = performance.now() - started;
     const loops: Promise<void>[] = [];
     if (mode === "hold") {
@@ -224,9 +233,8 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     for (const c of state.connections) if (!c.failed) closeQuietly(c.conn);
   }
 
-  const measuredMs = mode === "hold"
-    ? state.measureEnd - state.measureStart
-    : Math.max(0, state.measureEnd - state.measureStart);
+  // Never negative: a stop during connect comes before hold mode's interval starts.
+  const measuredMs = Math.max(0, state.measureEnd - state.measureStart);
   const rateMs = mode === "hold" ? roundTripEnd - roundTripStart : measuredMs;
   // Bulk counts whole writes' worth of echoed bytes as messages.
   const messages = mode === "bulk" ? Math.floor(state.bytes / size) : state.messages;
@@ -254,10 +262,11 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
   };
 }
 
-/** Opens `count` connections, at most `concurrency` attempts at a time, until the run stops. */
+/** Opens `count` connections as `dial` says, at most `concurrency` attempts at a time, until
+ * the run stops. */
 async function openConnections(
   state: LoadState,
-  options: BenchOptions,
+  dial: DialConfig,
   count: number,
   concurrency: number,
 ): Promise<void> {
@@ -266,17 +275,7 @@ async function openConnections(
   }
   const attempts = pooledMap(Math.min(concurrency, count), indexes(), async (index: number) => {
     try {
-      // Small messages must leave at once, not wait for Nagle's algorithm; the timeout also
-      // bounds a TLS handshake with a server that never answers it.
-      const conn = await connect({
-        path: options.path,
-        hostname: options.hostname ?? "127.0.0.1",
-        port: options.port ?? 10000,
-        tls: options.tls,
-        timeout: options.timeoutMs ?? 5000,
-        noDelay: true,
-      });
-      state.add(conn, index);
+      state.add(await connect(dial), index);
     } catch (error) {
       state.failWith(null, error);
     }

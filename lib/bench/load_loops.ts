@@ -10,6 +10,18 @@ import { closeQuietly, writeAll } from "../io.ts";
 import type { LoadConnection, LoadState } from "./load_state.ts";
 
 /**
+ * Writes `c`'s next message whole. It is counted as sent before the write starts: the echo of
+ * its first bytes may come back (and a concurrent reader check it against `c.sent`) before the
+ * write resolves. Every write is a whole message, so each starts at a message boundary (see
+ * `EchoPattern.message`).
+ */
+function send(state: LoadState, c: LoadConnection): Promise<void> {
+  const view = state.messageView(c);
+  c.sent += view.length;
+  return writeAll(c.conn, view);
+}
+
+/**
  * Reads until everything `c` sent has come back, verifying each read. `pending` is a read that
  * was already started into `c.readBuffer` (hold mode).
  */
@@ -71,8 +83,7 @@ export async function pingpongLoop(state: LoadState, c: LoadConnection): Promise
     let start = performance.now();
     while (!state.stopping && !c.failed) {
       c.waitingSince = start;
-      await writeAll(c.conn, state.messageView(c));
-      c.sent += state.size;
+      await send(state, c);
       await readEcho(state, c);
       if (c.failed) return;
       const end = performance.now();
@@ -91,7 +102,7 @@ export async function pingpongLoop(state: LoadState, c: LoadConnection): Promise
         start = performance.now();
       } else start = end;
     }
-    c.done = true;
+    state.finish(c);
   } catch (error) {
     state.failWith(c, error);
   }
@@ -129,14 +140,13 @@ export async function holdLoop(
     }
     const start = performance.now();
     c.waitingSince = start;
-    await writeAll(c.conn, state.messageView(c));
-    c.sent += state.size;
+    await send(state, c);
     await readEcho(state, c, pending);
     if (c.failed) return;
     state.histogram.record(performance.now() - start);
     state.messages++;
     state.bytes += state.size;
-    c.done = true;
+    state.finish(c);
   } catch (error) {
     state.failWith(c, error);
   }
@@ -192,14 +202,7 @@ export async function bulkLoop(state: LoadState, c: LoadConnection, window: numb
           continue;
         }
         if (c.waitingSince === 0) c.waitingSince = performance.now();
-        // Writes start at message boundaries (see EchoPattern.message) unless one was partial.
-        const view = state.messageView(c);
-        const written = await c.conn.write(view);
-        c.sent += written;
-        if (written < size) {
-          await writeAll(c.conn, view.subarray(written));
-          c.sent += size - written;
-        }
+        await send(state, c);
       }
     } catch (error) {
       state.failWith(c, error);
@@ -207,7 +210,7 @@ export async function bulkLoop(state: LoadState, c: LoadConnection, window: numb
       writerDone = true;
       // All echoed already: the reader's pending read would wait forever, so end it.
       if (c.sent === c.received && !c.failed) {
-        c.done = true;
+        state.finish(c);
         closeQuietly(c.conn);
       }
     }
@@ -224,7 +227,7 @@ export async function bulkLoop(state: LoadState, c: LoadConnection, window: numb
         const length = await c.conn.read(buffer);
         if (c.failed || c.done) return;
         if (length === null) {
-          if (writerDone && c.sent === c.received) c.done = true;
+          if (writerDone && c.sent === c.received) state.finish(c);
           else state.fail(c, "eof", `Server closed the connection with bytes not echoed`);
           return;
         }
@@ -241,7 +244,7 @@ export async function bulkLoop(state: LoadState, c: LoadConnection, window: numb
         }
         if (c.sent - c.received + size <= window) resume();
         if (writerDone && c.sent === c.received) {
-          c.done = true;
+          state.finish(c);
           closeQuietly(c.conn);
         }
       }

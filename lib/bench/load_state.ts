@@ -30,9 +30,9 @@ export interface LoadConnection {
    * outstanding); 0 when nothing is due. The watchdog fails it after the timeout.
    */
   waitingSince: number;
-  /** Counted as an error and closed. */
+  /** Counted as an error and closed (see {@linkcode LoadState.fail}). */
   failed: boolean;
-  /** Finished cleanly. */
+  /** Finished cleanly (see {@linkcode LoadState.finish}). */
   done: boolean;
 }
 
@@ -64,7 +64,7 @@ export class LoadState {
   firstError: string | null = null;
   /** What the run is doing. */
   phase: BenchPhase = "connecting";
-  /** Called when the phase changes. */
+  /** Called when the phase changes, with the connections open then. */
   onPhase?: (phase: BenchPhase, open: number) => void;
   /** Set when the measured interval ends: loops finish what is in flight and stop. */
   stopping = false;
@@ -76,7 +76,8 @@ export class LoadState {
   messages = 0;
   /** Echoed bytes counted in the interval. */
   bytes = 0;
-  /** Connections open now. */
+  /** Connections open now: added, and neither failed nor finished. Their loops are the busy
+   * ones the pacer weighs. */
   open = 0;
   /** Every connection that was opened. */
   readonly connections: LoadConnection[] = [];
@@ -150,11 +151,19 @@ export class LoadState {
     return this.pattern.matches(c.seed, c.received, buffer, from, length);
   }
 
+  /** Marks `c` finished cleanly, unless it failed or finished already; it is no longer open. */
+  finish(c: LoadConnection): void {
+    if (c.failed || c.done) return;
+    c.done = true;
+    this.open--;
+  }
+
   /** Counts an error of `kind` (once per connection) and closes `c`. */
   fail(c: LoadConnection | null, kind: BenchErrorKind, message: string): void {
     if (c) {
       if (c.failed) return;
       c.failed = true;
+      if (!c.done) this.open--;
       closeQuietly(c.conn);
     }
     this.errors[kind]++;

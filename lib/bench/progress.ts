@@ -96,7 +96,8 @@ export class ProgressLine {
 }
 
 /**
- * The text of one progress update.
+ * The text of one progress update. Bulk counts no messages while it runs (its writes are not
+ * round trips), so its line shows only the echoed bytes.
  *
  * @example
  * ```ts
@@ -105,9 +106,14 @@ export class ProgressLine {
  *   phase: "measuring", elapsedMs: 2400, open: 50, messages: 1234, bytes: 78976, errors: 0,
  * });
  * if (text !== "pingpong measuring 2s: 50 open, 1234 msgs, 0.1 MB, 0 errors") throw new Error(text);
+ * const bulk = formatProgress("bulk", {
+ *   phase: "measuring", elapsedMs: 1000, open: 8, messages: 0, bytes: 12_300_000, errors: 0,
+ * });
+ * if (bulk !== "bulk measuring 1s: 8 open, 12.3 MB, 0 errors") throw new Error(bulk);
  * ```
  */
 export function formatProgress(mode: string, p: BenchProgress): string {
+  const messages = mode === "bulk" ? "" : `${p.messages} msgs, `;
   return `${mode} ${p.phase} ${(p.elapsedMs / 1000).toFixed(0)}s: ${p.open} open, ` +
-    `${p.messages} msgs, ${(p.bytes / 1e6).toFixed(1)} MB, ${p.errors} errors`;
+    `${messages}${(p.bytes / 1e6).toFixed(1)} MB, ${p.errors} errors`;
 }

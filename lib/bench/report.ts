@@ -3,7 +3,7 @@
  * line that says why a run failed, naming the server's address.
  * @module
  */
-import { BENCH_ERROR_KINDS, type BenchResult } from "./result.ts";
+import { BENCH_ERROR_KINDS, type BenchErrors, type BenchResult } from "./result.ts";
 
 /**
  * The result as aligned `name  value` lines.
@@ -73,15 +73,20 @@ export function formatResult(result: BenchResult): string[] {
     ]);
   }
   const e = result.errors;
-  const kinds = BENCH_ERROR_KINDS.filter((kind) => e[kind] > 0).map((kind) => `${kind} ${e[kind]}`);
-  lines.push(["errors", e.total === 0 ? "0" : `${e.total} (${kinds.join(", ")})`]);
+  lines.push(["errors", e.total === 0 ? "0" : `${e.total} (${errorKinds(e)})`]);
   if (result.firstError) lines.push(["first error", result.firstError]);
   return lines.map(([name, value]) => `${name.padEnd(12)}${value}`);
 }
 
-/** At this share of one core the client's own event loop can no longer serve every connection
- * in turn: at pingpong 64 B x 500 against the C reference server, a client at 95-99 % let some
- * connections wait 1-3 s (slowest/median 0.01-0.3) while the C client saw at most 60 ms. */
+/** The counts of each kind of error that happened: `reset 2, refused 1`. */
+function errorKinds(errors: BenchErrors): string {
+  return BENCH_ERROR_KINDS.filter((kind) => errors[kind] > 0)
+    .map((kind) => `${kind} ${errors[kind]}`)
+    .join(", ");
+}
+
+/** Past this share of one core the client queues its own work and can no longer serve every
+ * connection in turn (README, "Benchmarks": check tail figures with the C client then). */
 const CLIENT_BOUND_PERCENT = 90;
 
 function clientCpu(percent: number | null): string {
@@ -121,13 +126,11 @@ export function describeFailure(
   if (errors.total === 0) {
     return result.connectionsOpened === 0 ? `${target}: no connection was opened` : null;
   }
-  const kinds = BENCH_ERROR_KINDS.filter((kind) => errors[kind] > 0)
-    .map((kind) => `${kind} ${errors[kind]}`);
   const first = result.firstError?.startsWith(`${target}: `)
     ? result.firstError.slice(target.length + 2)
     : result.firstError;
   const failed = errors.total === 1 && result.connections === 1
     ? "the connection failed"
     : `${errors.total} of ${result.connections} connections failed`;
-  return `${target}: ${failed} (${kinds.join(", ")})${first ? `: ${first}` : ""}`;
+  return `${target}: ${failed} (${errorKinds(errors)})${first ? `: ${first}` : ""}`;
 }

@@ -4,6 +4,7 @@
  * multiplexer to `pipeTo`.
  * @module
  */
+import { medianOfSorted } from "./fairness.ts";
 import type { Measurement } from "./measure.ts";
 import type { BenchResult } from "./result.ts";
 import type { Scenario } from "./scenarios.ts";
@@ -78,9 +79,7 @@ function figure(value: number | null, metric: string): string {
  */
 export function median(values: readonly (number | null)[]): number | null {
   const known = values.filter((v): v is number => v !== null).sort((a, b) => a - b);
-  if (known.length === 0) return null;
-  const middle = known.length >> 1;
-  return known.length % 2 ? known[middle] : (known[middle - 1] + known[middle]) / 2;
+  return known.length === 0 ? null : medianOfSorted(known);
 }
 
 /**
