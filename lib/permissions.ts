@@ -21,8 +21,39 @@ export function requirePermission(
   flag: string,
   purpose: string,
 ): void {
-  if (Deno.permissions.querySync(descriptor).state === "granted") return;
+  if (isGranted(descriptor)) return;
   throw new Deno.errors.NotCapable(`Cannot ${purpose} without permission: run again with ${flag}`);
+}
+
+/**
+ * Whether `descriptor` is granted, asked without a prompt.
+ *
+ * @example
+ * ```ts
+ * import { isGranted } from "./permissions.ts";
+ * if (typeof isGranted({ name: "net", host: "127.0.0.1:5005" }) !== "boolean") throw new Error();
+ * ```
+ */
+export function isGranted(descriptor: Deno.PermissionDescriptor): boolean {
+  return Deno.permissions.querySync(descriptor).state === "granted";
+}
+
+/**
+ * What Deno's net permission calls the address `addr` (`127.0.0.1:5005`, `[::1]:5005`,
+ * `unix:/tmp/c.sock`), or `undefined` when it has no name (an unnamed Unix socket, a vsock).
+ *
+ * @example
+ * ```ts
+ * import { netHost } from "./permissions.ts";
+ * const host = netHost({ transport: "udp", hostname: "::1", port: 5005 });
+ * if (host !== "[::1]:5005") throw new Error(host);
+ * if (netHost({ transport: "unixpacket", path: "" }) !== undefined) throw new Error("unnamed");
+ * ```
+ */
+export function netHost(addr: Deno.Addr): string | undefined {
+  if ("path" in addr) return addr.path ? `unix:${addr.path}` : undefined;
+  if ("hostname" in addr) return formatHostPort(addr.hostname, addr.port);
+  return undefined;
 }
 
 /**

@@ -164,9 +164,9 @@ async function main(args: string[]): Promise<void> {
   const count = flags.count === undefined ? undefined : parseCount(flags.count, "--count");
 
   using stop = stopSignal();
-  const socket = await bindDatagram(endpoint);
   let summary: ReceiveSummary | undefined;
-  const datagrams = receiveFrom(socket, {
+  const datagrams = receiveDatagrams({
+    ...endpoint,
     count,
     echo: flags.echo,
     signal: stop.signal,

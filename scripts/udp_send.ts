@@ -17,7 +17,7 @@ import {
   UDP_IPV6_MAX_PAYLOAD,
   UNIX_DATAGRAM_SEND_MAX,
 } from "../lib/datagram/limits.ts";
-import { checkDestination, sendDatagrams, type SendOptions } from "../lib/datagram/send.ts";
+import { sendDatagrams, type SendOptions } from "../lib/datagram/send.ts";
 import { EXIT_RUNTIME, UsageError } from "../lib/errors.ts";
 import { escapeBytes, escapeText } from "../lib/escape.ts";
 import { readBoundedFile } from "../lib/files.ts";
@@ -32,7 +32,7 @@ import {
 import { formatJsonEvent } from "../lib/json_event.ts";
 import { requireRead } from "../lib/permissions.ts";
 
-export { sendDatagrams, UDP_IPV4_MAX_PAYLOAD, UDP_IPV6_MAX_PAYLOAD, UNIX_DATAGRAM_SEND_MAX };
+export { sendDatagrams, UDP_IPV4_MAX_PAYLOAD, UDP_IPV6_MAX_PAYLOAD };
 export type { SendOptions, SendResult } from "../lib/datagram/send.ts";
 
 /** The message line shows at most this much of a message (a file may be 200 KiB). */
@@ -119,22 +119,17 @@ async function main(args: string[]): Promise<number | void> {
     path,
     hostname,
   });
-  checkDestination(message, options);
   const target = formatTarget({ path, hostname, port });
-  if (!flags.quiet && !flags.json) {
-    if (path === undefined) {
-      printLine(`UDP target IP: ${hostname}`);
-      printLine(`UDP target port: ${port}`);
-    } else {
-      printLine(`Unix datagram target: ${escapeText(path)}`);
-    }
-    printLine(`message: ${escapeBytes(message, { maxBytes: SHOWN_BYTES })}`);
-  }
   let local: Deno.Addr | undefined;
   const result = await sendDatagrams(message, {
     ...options,
+    // Once the destination has passed every check: a refused send prints nothing as if it
+    // had been sent.
     onLocal: (addr) => {
       local = addr;
+      if (!flags.quiet && !flags.json) {
+        for (const line of targetLines(message, options)) printLine(line);
+      }
       if (flags.verbose) printError(`Sending from ${formatAddr(addr)}`);
     },
     onSent: (bytes) => {
@@ -164,6 +159,14 @@ async function main(args: string[]): Promise<number | void> {
       } came within ${wait}`,
   );
   return EXIT_RUNTIME;
+}
+
+/** What the tutorial's sender prints before it sends: the target, then the message. */
+function targetLines(message: Uint8Array, { hostname, port, path }: SendOptions): string[] {
+  const target = path === undefined
+    ? [`UDP target IP: ${hostname}`, `UDP target port: ${port}`]
+    : [`Unix datagram target: ${escapeText(path)}`];
+  return [...target, `message: ${escapeBytes(message, { maxBytes: SHOWN_BYTES })}`];
 }
 
 /** The message: `--message` (may be empty), a file, or the tutorial's default. */

@@ -5,18 +5,10 @@
  */
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "@std/assert";
 import { hasPeer, runPeer, runScript, spawnScript } from "./_process.ts";
+import { startUnixReceiver, unixPermissions } from "./_udp.ts";
 
 const NET = ["--allow-net=127.0.0.1"];
 const COUNT = 5;
-
-function unixPermissions(...paths: string[]): string[] {
-  const list = paths.join(",");
-  return [
-    `--allow-net=${paths.map((path) => `unix:${path}`).join(",")}`,
-    `--allow-read=${list}`,
-    `--allow-write=${list}`,
-  ];
-}
 
 /** `udp_send.ts --wait-reply` sending `message` COUNT times; resolves with its output lines. */
 async function denoClient(port: number, message: string): Promise<string[]> {
@@ -130,46 +122,43 @@ Deno.test("udp_send.ts --wait-reply --json prints each reply in the shared schem
 });
 
 Deno.test("udp_receive.ts --echo answers Unix senders bound to a path, one at a time", async () => {
-  const dir = await Deno.makeTempDir();
-  const [path, client] = [`${dir}/server.sock`, `${dir}/client.sock`];
-  try {
-    await using server = spawnScript("udp_receive.ts", ["--unix", path, "--echo", "-q"], {
-      permissions: unixPermissions(path, client),
-    });
-    await server.waitForStderr(/^Listening on unix:/m);
-    const args = ["-q", "--unix", path, "-s", client, "-c", "3", "--wait-reply", "--message", "hi"];
-    const result = await runScript("udp_send.ts", args, {
-      permissions: unixPermissions(path, client),
-    });
-    assertEquals(result.code, 0, result.stderr);
-    assertEquals(result.stdout, "received reply: hi\n".repeat(3));
-    const unnamed = await runScript("udp_send.ts", ["--unix", path, "--wait-reply"], {
-      permissions: unixPermissions(path),
-    });
-    assertEquals(unnamed.code, 2);
-    assertStringIncludes(unnamed.stderr, "needs -s PATH");
-    const stopped = await server.stop("SIGINT");
-    assertStringIncludes(stopped.stderr, "3 replies sent, 0 not");
-    assertEquals(await Array.fromAsync(Deno.readDir(dir)), [], "a socket file was left behind");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using server = await startUnixReceiver(["--echo", "-q"], {
+    name: "server.sock",
+    peers: ["client.sock"],
+  });
+  const [path, client] = [server.path, server.at("client.sock")];
+  const args = ["-q", "--unix", path, "-s", client, "-c", "3", "--wait-reply", "--message", "hi"];
+  const result = await runScript("udp_send.ts", args, {
+    permissions: unixPermissions(path, client),
+  });
+  assertEquals(result.code, 0, result.stderr);
+  assertEquals(result.stdout, "received reply: hi\n".repeat(3));
+  const unnamed = await runScript("udp_send.ts", ["--unix", path, "--wait-reply"], {
+    permissions: unixPermissions(path),
+  });
+  assertEquals(unnamed.code, 2);
+  assertStringIncludes(unnamed.stderr, "needs -s PATH");
+  const stopped = await server.script.stop("SIGINT");
+  assertStringIncludes(stopped.stderr, "3 replies sent, 0 not");
+  assertEquals(
+    await Array.fromAsync(Deno.readDir(server.dir)),
+    [],
+    "a socket file was left behind",
+  );
 });
 
 Deno.test({
   name: "udp_receive.ts --echo keeps answering while a Unix sender stops reading its replies",
   ignore: !hasPeer("python3"),
   async fn() {
-    const dir = await Deno.makeTempDir();
-    const [path, stuck, client] = [`${dir}/s.sock`, `${dir}/stuck.sock`, `${dir}/c.sock`];
-    try {
-      await using server = spawnScript("udp_receive.ts", ["--unix", path, "--echo", "-q"], {
-        permissions: unixPermissions(path, stuck, client),
-      });
-      await server.waitForStderr(/^Listening on unix:/m);
-      // More datagrams than its receive queue holds (net.unix.max_dgram_qlen, 10 by default),
-      // and it never reads: the server's replies to it can only wait.
-      const stuckPy = `
+    await using server = await startUnixReceiver(["--echo", "-q"], {
+      name: "s.sock",
+      peers: ["stuck.sock", "c.sock"],
+    });
+    const [path, stuck, client] = [server.path, server.at("stuck.sock"), server.at("c.sock")];
+    // More datagrams than its receive queue holds (net.unix.max_dgram_qlen, 10 by default),
+    // and it never reads: the server's replies to it can only wait.
+    const stuckPy = `
 import socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 s.bind(sys.argv[2])
@@ -177,40 +166,37 @@ for i in range(30):
     s.sendto(b"never read", sys.argv[1])
 print("sent", flush=True)
 sys.stdin.read()`;
-      const stuckPeer = new Deno.Command("python3", {
-        args: ["-c", stuckPy, path, stuck],
-        stdin: "piped",
-        stdout: "piped",
-      }).spawn();
-      // It stays alive, not reading, until its stdin closes at the end of the test.
-      const reader = stuckPeer.stdout.getReader();
-      // The line may come in more than one read (print() writes "sent" and "\n" apart when
-      // Python is unbuffered).
-      let said = "";
-      while (!said.includes("\n")) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        said += new TextDecoder().decode(value);
-      }
-      assertEquals(said, "sent\n");
-      const args = ["-q", "--unix", path, "-s", client, "-c", "2", "--wait-reply", "-w", "5s"];
-      const result = await runScript("udp_send.ts", [...args, "--message", "still served"], {
-        permissions: unixPermissions(path, client),
-      });
-      assertEquals(result.code, 0, result.stderr);
-      assertEquals(result.stdout, "received reply: still served\n".repeat(2));
-      const stopped = await server.stop("SIGINT");
-      await stuckPeer.stdin.close();
-      await reader.cancel();
-      await stuckPeer.status;
-      assertEquals(stopped.code, 0);
-      const notSent = Number(/replies sent, (\d+) not/.exec(stopped.stderr)?.[1]);
-      assert(
-        notSent > 0,
-        `some replies to the sender that never reads were given up:\n${stopped.stderr}`,
-      );
-    } finally {
-      await Deno.remove(dir, { recursive: true });
+    const stuckPeer = new Deno.Command("python3", {
+      args: ["-c", stuckPy, path, stuck],
+      stdin: "piped",
+      stdout: "piped",
+    }).spawn();
+    // It stays alive, not reading, until its stdin closes at the end of the test.
+    const reader = stuckPeer.stdout.getReader();
+    // The line may come in more than one read (print() writes "sent" and "\n" apart when
+    // Python is unbuffered).
+    let said = "";
+    while (!said.includes("\n")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      said += new TextDecoder().decode(value);
     }
+    assertEquals(said, "sent\n");
+    const args = ["-q", "--unix", path, "-s", client, "-c", "2", "--wait-reply", "-w", "5s"];
+    const result = await runScript("udp_send.ts", [...args, "--message", "still served"], {
+      permissions: unixPermissions(path, client),
+    });
+    assertEquals(result.code, 0, result.stderr);
+    assertEquals(result.stdout, "received reply: still served\n".repeat(2));
+    const stopped = await server.script.stop("SIGINT");
+    await stuckPeer.stdin.close();
+    await reader.cancel();
+    await stuckPeer.status;
+    assertEquals(stopped.code, 0);
+    const notSent = Number(/replies sent, (\d+) not/.exec(stopped.stderr)?.[1]);
+    assert(
+      notSent > 0,
+      `some replies to the sender that never reads were given up:\n${stopped.stderr}`,
+    );
   },
 });

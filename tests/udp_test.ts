@@ -1,7 +1,16 @@
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "@std/assert";
 import { sendDatagrams, UDP_IPV4_MAX_PAYLOAD, UDP_IPV6_MAX_PAYLOAD } from "../scripts/udp_send.ts";
 import { receiveDatagrams, type ReceiveSummary } from "../scripts/udp_receive.ts";
-import { hasPeer, runPeer, runScript, spawnScript, startPortPeer } from "./_process.ts";
+import { openSender } from "../lib/datagram/socket.ts";
+import {
+  hasIPv6Loopback,
+  hasPeer,
+  runPeer,
+  runScript,
+  spawnScript,
+  startPortPeer,
+} from "./_process.ts";
+import { startUnixReceiver, unixPermissions } from "./_udp.ts";
 
 const NET = ["--allow-net=127.0.0.1"];
 const encoder = new TextEncoder();
@@ -29,14 +38,39 @@ Deno.test("receiveDatagrams() yields every datagram whole, up to the IPv4 maximu
   assertEquals(await received, sizes);
 });
 
-Deno.test("receiveDatagrams() yields IPv6 datagrams whole, up to the IPv6 maximum", async () => {
-  const sizes = [UDP_IPV4_MAX_PAYLOAD + 1, UDP_IPV6_MAX_PAYLOAD];
-  const { bound, received } = receiveInBackground({ hostname: "::1", count: sizes.length });
-  const { port } = await bound;
-  for (const size of sizes) {
-    await sendDatagrams(new Uint8Array(size), { hostname: "::1", port });
-  }
-  assertEquals(await received, sizes);
+Deno.test({
+  name: "receiveDatagrams() yields IPv6 datagrams whole, up to the IPv6 maximum",
+  ignore: !hasIPv6Loopback(),
+  async fn() {
+    const sizes = [UDP_IPV4_MAX_PAYLOAD + 1, UDP_IPV6_MAX_PAYLOAD];
+    const { bound, received } = receiveInBackground({ hostname: "::1", count: sizes.length });
+    const { port } = await bound;
+    for (const size of sizes) {
+      await sendDatagrams(new Uint8Array(size), { hostname: "::1", port });
+    }
+    assertEquals(await received, sizes);
+  },
+});
+
+/** The host `openSender()` bound for a datagram to `hostname`. */
+async function senderHost(hostname: string): Promise<string> {
+  using socket = await openSender({ hostname });
+  return (socket.addr as Deno.NetAddr).hostname;
+}
+
+Deno.test("openSender() sends from loopback to loopback, else from the wildcard", async () => {
+  assertEquals(await senderHost("127.0.0.1"), "127.0.0.1");
+  assertEquals(await senderHost("127.0.0.5"), "127.0.0.1");
+  assertEquals(await senderHost("192.0.2.1"), "0.0.0.0");
+});
+
+Deno.test({
+  name: "openSender() sends from [::1] to [::1], else from the IPv6 wildcard",
+  ignore: !hasIPv6Loopback(),
+  async fn() {
+    assertEquals(await senderHost("::1"), "::1");
+    assertEquals(await senderHost("2001:db8::1"), "::");
+  },
 });
 
 Deno.test("receiveDatagrams() ends without error when its signal aborts", async () => {
@@ -177,37 +211,41 @@ Deno.test("udp_receive.ts stops on SIGTERM with exit 0 and --quiet prints a coun
   assertStringIncludes(result.stderr, "received 3 datagrams, 7 bytes");
 });
 
-Deno.test("udp_send.ts and udp_receive.ts work over IPv6, with its larger maximum", async () => {
-  const permissions = ["--allow-net=[::1]"];
-  await using receiver = spawnScript(
-    "udp_receive.ts",
-    ["--host", "::1", "--port", "0", "--count", "1", "--json"],
-    { permissions },
-  );
-  const port = await receiver.listeningPort();
-  assertStringIncludes(receiver.stderr.text, `Listening on [::1]:${port}`);
-  const dir = await Deno.makeTempDir();
-  try {
-    const file = `${dir}/max`;
-    await Deno.writeFile(file, new Uint8Array(UDP_IPV6_MAX_PAYLOAD).fill(0x61));
-    const sender = await runScript(
-      "udp_send.ts",
-      ["::1", `${port}`, "--message-file", file],
-      { permissions: [...permissions, `--allow-read=${file}`] },
+Deno.test({
+  name: "udp_send.ts and udp_receive.ts work over IPv6, with its larger maximum",
+  ignore: !hasIPv6Loopback(),
+  async fn() {
+    const permissions = ["--allow-net=[::1]"];
+    await using receiver = spawnScript(
+      "udp_receive.ts",
+      ["--host", "::1", "--port", "0", "--count", "1", "--json"],
+      { permissions },
     );
-    assertEquals(sender.stdout.split("\n")[0], "UDP target IP: ::1");
-    const event = JSON.parse((await receiver.result()).stdout.split("\n")[0]);
-    assertEquals(event.bytes, UDP_IPV6_MAX_PAYLOAD);
-    assertStringIncludes(event.peer, "[::1]:");
-    await Deno.writeFile(file, new Uint8Array(UDP_IPV6_MAX_PAYLOAD + 1));
-    const tooBig = await runScript("udp_send.ts", ["::1", "9", "--message-file", file], {
-      permissions: [...permissions, `--allow-read=${file}`],
-    });
-    assertEquals(tooBig.code, 1);
-    assertStringIncludes(tooBig.stderr, `it is larger than ${UDP_IPV6_MAX_PAYLOAD} bytes`);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+    const port = await receiver.listeningPort();
+    assertStringIncludes(receiver.stderr.text, `Listening on [::1]:${port}`);
+    const dir = await Deno.makeTempDir();
+    try {
+      const file = `${dir}/max`;
+      await Deno.writeFile(file, new Uint8Array(UDP_IPV6_MAX_PAYLOAD).fill(0x61));
+      const sender = await runScript(
+        "udp_send.ts",
+        ["::1", `${port}`, "--message-file", file],
+        { permissions: [...permissions, `--allow-read=${file}`] },
+      );
+      assertEquals(sender.stdout.split("\n")[0], "UDP target IP: ::1");
+      const event = JSON.parse((await receiver.result()).stdout.split("\n")[0]);
+      assertEquals(event.bytes, UDP_IPV6_MAX_PAYLOAD);
+      assertStringIncludes(event.peer, "[::1]:");
+      await Deno.writeFile(file, new Uint8Array(UDP_IPV6_MAX_PAYLOAD + 1));
+      const tooBig = await runScript("udp_send.ts", ["::1", "9", "--message-file", file], {
+        permissions: [...permissions, `--allow-read=${file}`],
+      });
+      assertEquals(tooBig.code, 1);
+      assertStringIncludes(tooBig.stderr, `it is larger than ${UDP_IPV6_MAX_PAYLOAD} bytes`);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });
 
 Deno.test("udp_send.ts --message-file reads a regular file or standard input, nothing else", async () => {
@@ -264,25 +302,16 @@ Deno.test("udp_send.ts --message-file reads a regular file or standard input, no
 });
 
 Deno.test("udp_send.ts and udp_receive.ts work over a Unix datagram socket", async () => {
-  const dir = await Deno.makeTempDir();
-  const path = `${dir}/dgram.sock`;
-  const permissions = [`--allow-net=unix:${path}`, `--allow-read=${path}`, `--allow-write=${path}`];
-  try {
-    await using receiver = spawnScript("udp_receive.ts", ["--unix", path, "--count", "1"], {
-      permissions,
-    });
-    await receiver.waitForStderr(/^Listening on unix:/m);
-    const sender = await runScript("udp_send.ts", ["--unix", path, "--message", "via unix"], {
-      permissions,
-    });
-    assertEquals(sender.stdout, `Unix datagram target: ${path}\nmessage: via unix\n`);
-    const result = await receiver.result();
-    assertEquals(result.stdout, "received message: via unix\n");
-    assertStringIncludes(result.stderr, "received 1 datagram, 8 bytes; 0 dropped by the kernel");
-    assertEquals(await Array.fromAsync(Deno.readDir(dir)), [], "socket file left behind");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using receiver = await startUnixReceiver(["--count", "1"], { name: "dgram.sock" });
+  const { path } = receiver;
+  const sender = await runScript("udp_send.ts", ["--unix", path, "--message", "via unix"], {
+    permissions: unixPermissions(path),
+  });
+  assertEquals(sender.stdout, `Unix datagram target: ${path}\nmessage: via unix\n`);
+  const result = await receiver.script.result();
+  assertEquals(result.stdout, "received message: via unix\n");
+  assertStringIncludes(result.stderr, "received 1 datagram, 8 bytes; 0 dropped by the kernel");
+  assertEquals(await Array.fromAsync(Deno.readDir(receiver.dir)), [], "socket file left behind");
 });
 
 Deno.test("udp_send.ts and udp_receive.ts reject bad input with one line", async () => {
@@ -368,18 +397,9 @@ Deno.test({
   name: "udp_receive.ts on a Unix datagram socket receives from socat",
   ignore: !hasPeer("socat"),
   async fn() {
-    const dir = await Deno.makeTempDir();
-    const path = `${dir}/d.sock`;
-    try {
-      await using receiver = spawnScript("udp_receive.ts", ["--unix", path, "--count", "1"], {
-        permissions: [`--allow-net=unix:${path}`, `--allow-read=${path}`, `--allow-write=${path}`],
-      });
-      await receiver.waitForStderr(/^Listening on/m);
-      await runPeer("socat", ["-u", "-", `UNIX-SENDTO:${path}`], { stdin: "from socat\n" });
-      assertEquals((await receiver.result()).stdout, "received message: from socat\\n\n");
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    await using receiver = await startUnixReceiver(["--count", "1"], { name: "d.sock" });
+    await runPeer("socat", ["-u", "-", `UNIX-SENDTO:${receiver.path}`], { stdin: "from socat\n" });
+    assertEquals((await receiver.script.result()).stdout, "received message: from socat\\n\n");
   },
 });
 

@@ -5,9 +5,7 @@
  * option, so a sender refuses broadcast destinations by address instead.
  * @module
  */
-
-/** Why {@linkcode broadcastReason} refuses an address, or `undefined` when it does not. */
-export type BroadcastReason = string | undefined;
+import { parseIPv4 } from "../net/ip_text.ts";
 
 /** An IPv4 network a host is on, as `Deno.networkInterfaces()` reports it. */
 export interface Ipv4Network {
@@ -39,8 +37,11 @@ export interface Ipv4Network {
  * if (broadcastReason("127.0.0.1") || broadcastReason("::1")) throw new Error("unicast");
  * ```
  */
-export function broadcastReason(hostname: string, networks?: Ipv4Network[]): BroadcastReason {
-  const address = parseIpv4(hostname);
+export function broadcastReason(
+  hostname: string,
+  networks?: Ipv4Network[],
+): string | undefined {
+  const address = ipv4Number(hostname);
   if (address === undefined) return undefined;
   if (address === 0xffffffff) return "the limited broadcast address";
   if (address === 0x7fffffff) return "the broadcast address of 127.0.0.0/8";
@@ -51,7 +52,7 @@ export function broadcastReason(hostname: string, networks?: Ipv4Network[]): Bro
       : undefined;
   }
   for (const network of networks) {
-    const host = parseIpv4(network.address), mask = parseIpv4(network.netmask);
+    const host = ipv4Number(network.address), mask = ipv4Number(network.netmask);
     // A /31 or /32 has no broadcast address.
     if (host === undefined || mask === undefined || (~mask >>> 0) < 3) continue;
     if (((host | ~mask) >>> 0) === address) {
@@ -80,12 +81,11 @@ export function localIpv4Networks(): Ipv4Network[] | undefined {
     .map(({ address, netmask }) => ({ address, netmask }));
 }
 
-function parseIpv4(text: string): number | undefined {
-  const parts = text.split(".");
-  if (parts.length !== 4 || !parts.every((part) => /^\d{1,3}$/.test(part))) return undefined;
-  const bytes = parts.map(Number);
-  if (bytes.some((byte) => byte > 255)) return undefined;
-  return ((bytes[0] << 24) | (bytes[1] << 16) | (bytes[2] << 8) | bytes[3]) >>> 0;
+/** An IPv4 address as one unsigned 32-bit number, for masking. */
+function ipv4Number(text: string): number | undefined {
+  const bytes = parseIPv4(text);
+  if (bytes === undefined) return undefined;
+  return new DataView(bytes.buffer).getUint32(0);
 }
 
 function prefixLength(mask: number): number {

@@ -9,6 +9,9 @@
  * prompted for.
  * @module
  */
+import { formatHostPort } from "../address.ts";
+import { ipBytes } from "../net/ip_text.ts";
+import { isGranted } from "../permissions.ts";
 
 /**
  * What {@linkcode readKernelDrops} found: a count and where it was read, or why it is unknown.
@@ -37,7 +40,7 @@ export const DROPS_FLAG = "--allow-run=ss";
  */
 export async function readKernelDrops(addr: Deno.NetAddr): Promise<KernelDrops> {
   const file = addr.hostname.includes(":") ? "/proc/net/udp6" as const : "/proc/net/udp" as const;
-  if (granted({ name: "read", path: file })) {
+  if (isGranted({ name: "read", path: file })) {
     try {
       const dropped = dropsFromProcNet(await Deno.readTextFile(file), addr);
       if (dropped !== undefined) return { dropped, source: file };
@@ -46,7 +49,7 @@ export async function readKernelDrops(addr: Deno.NetAddr): Promise<KernelDrops> 
       if (!(error instanceof Deno.errors.NotCapable)) throw error;
     }
   }
-  if (!granted({ name: "run", command: "ss" })) {
+  if (!isGranted({ name: "run", command: "ss" })) {
     return { dropped: null, unknown: `add ${DROPS_FLAG} to see them` };
   }
   let output: Deno.CommandOutput;
@@ -84,7 +87,9 @@ export async function readKernelDrops(addr: Deno.NetAddr): Promise<KernelDrops> 
  * ```
  */
 export function dropsFromProcNet(text: string, addr: Deno.NetAddr): number | undefined {
-  const wanted = `${procNetAddress(addr.hostname)}:${hex(addr.port, 4)}`;
+  const address = procNetAddress(addr.hostname);
+  if (address === undefined) return undefined;
+  const wanted = `${address}:${hex(addr.port, 4)}`;
   for (const line of text.split("\n").slice(1)) {
     const fields = line.trim().split(/\s+/);
     if (fields[1] === wanted && fields.length >= 13) return Number(fields[12]);
@@ -106,8 +111,7 @@ export function dropsFromProcNet(text: string, addr: Deno.NetAddr): number | und
  * ```
  */
 export function dropsFromSs(text: string, addr: Deno.NetAddr): number | undefined {
-  const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
-  const names = new Set([`${host}:${addr.port}`]);
+  const names = new Set([formatHostPort(addr.hostname, addr.port)]);
   // ss prints a wildcard bind as `*`, and may add `%interface` to a link-local address.
   if (addr.hostname === "0.0.0.0" || addr.hostname === "::") names.add(`*:${addr.port}`);
   let matched = false;
@@ -121,34 +125,21 @@ export function dropsFromSs(text: string, addr: Deno.NetAddr): number | undefine
   return undefined;
 }
 
-function granted(descriptor: Deno.PermissionDescriptor): boolean {
-  return Deno.permissions.querySync(descriptor).state === "granted";
-}
-
 const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
-/** The kernel prints each 32-bit word of the address with `%08X`, in the host's byte order. */
-function procNetAddress(hostname: string): string {
-  const bytes = hostname.includes(":") ? ipv6Bytes(hostname) : hostname.split(".").map(Number);
+/**
+ * The kernel prints each 32-bit word of the address with `%08X`, in the host's byte order;
+ * `undefined` for what is not an IP literal.
+ */
+function procNetAddress(hostname: string): string | undefined {
+  const bytes = ipBytes(hostname);
+  if (bytes === undefined) return undefined;
   let text = "";
   for (let i = 0; i < bytes.length; i += 4) {
-    const word = bytes.slice(i, i + 4);
+    const word = Array.from(bytes.subarray(i, i + 4));
     text += (littleEndian ? word.reverse() : word).map((byte) => hex(byte, 2)).join("");
   }
   return text;
-}
-
-function ipv6Bytes(hostname: string): number[] {
-  // The URL parser writes the address canonically: lower case, an embedded IPv4 part as hex.
-  const canonical = new URL(`http://[${hostname}]/`).hostname.slice(1, -1);
-  const [head, tail] = canonical.split("::");
-  const left = head ? head.split(":") : [];
-  const right = tail ? tail.split(":") : [];
-  const zeros = tail === undefined ? [] : Array(8 - left.length - right.length).fill("0");
-  return [...left, ...zeros, ...right].flatMap((group) => {
-    const value = parseInt(group, 16);
-    return [value >> 8, value & 0xff];
-  });
 }
 
 function hex(value: number, digits: number): string {

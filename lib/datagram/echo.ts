@@ -14,10 +14,9 @@
  * server accepts datagrams only from the server's own socket, so it gets no reply.)
  * @module
  */
-import { formatHostPort } from "../address.ts";
 import { escapeText } from "../escape.ts";
 import { closeQuietly } from "../io.ts";
-import { netFlag } from "../permissions.ts";
+import { isGranted, netFlag, netHost } from "../permissions.ts";
 import { type BoundDatagram, openUnnamedUnix } from "./socket.ts";
 
 /** Replies waiting to be sent, in all (over Unix, also the most peers waited on at once). */
@@ -28,6 +27,8 @@ export const MAX_REPLIES_PER_PEER = 16;
 export const MAX_REPLY_BYTES_WAITING = 4 * 1024 * 1024;
 /** How long a Unix reply may wait for its peer to make room. */
 export const UNIX_REPLY_WAIT_MS = 1000;
+/** Peers remembered as reachable, so a busy peer costs no permission query per datagram. */
+const GRANTED_PEERS_MAX = 1024;
 
 /** The counters {@linkcode EchoReplies} keeps. */
 export interface EchoCounts {
@@ -85,6 +86,8 @@ async function settleWithin(
  */
 export class EchoReplies {
   #socket: BoundDatagram;
+  // The socket's own name: a reply there would loop.
+  #selfKey: string | undefined;
   #counts: EchoCounts;
   #onNotice: ((text: string) => void) | undefined;
   #pending = new Set<Promise<void>>();
@@ -92,6 +95,7 @@ export class EchoReplies {
   #waiting = 0;
   #bytes = 0;
   #noticed = false;
+  #granted = new Set<string>();
   // Unix only: per peer, the replies in order and the socket they go from, so that a peer that
   // does not read holds up only its own replies.
   #lanes = new Map<string, Lane>();
@@ -103,17 +107,18 @@ export class EchoReplies {
    */
   constructor(socket: BoundDatagram, counts: EchoCounts, onNotice?: (text: string) => void) {
     this.#socket = socket;
+    this.#selfKey = netHost(socket.addr);
     this.#counts = counts;
     this.#onNotice = onNotice;
   }
 
   /** Starts sending a copy of `data` to `peer`, or counts it as failed. */
   send(data: Uint8Array, peer: Deno.Addr): void {
-    const key = peerKey(peer);
+    const key = netHost(peer);
     const waiting = key === undefined ? 0 : this.#perPeer.get(key) ?? 0;
     if (
       // An unnamed Unix socket cannot be answered; the socket's own address would loop.
-      key === undefined || key === peerKey(this.#socket.addr) || this.#closing ||
+      key === undefined || key === this.#selfKey || this.#closing ||
       this.#waiting >= MAX_REPLIES_WAITING || waiting >= MAX_REPLIES_PER_PEER ||
       this.#bytes + data.length > MAX_REPLY_BYTES_WAITING || !this.#mayReach(key, peer)
     ) {
@@ -203,14 +208,20 @@ export class EchoReplies {
   }
 
   #mayReach(key: string, peer: Deno.Addr): boolean {
-    let state: Deno.PermissionState;
+    if (this.#granted.has(key)) return true;
+    let granted: boolean;
     try {
-      state = Deno.permissions.querySync({ name: "net", host: key }).state;
+      granted = isGranted({ name: "net", host: key });
     } catch {
       // Deno cannot even name it (an abstract Unix address): it cannot send there either.
       return false;
     }
-    if (state === "granted") return true;
+    if (granted) {
+      // Nothing here revokes a permission, so a grant stays true; many peers start afresh.
+      if (this.#granted.size >= GRANTED_PEERS_MAX) this.#granted.clear();
+      this.#granted.add(key);
+      return true;
+    }
     if (!this.#noticed) {
       this.#noticed = true;
       // A UDP peer's port changes from sender to sender: name the host alone.
@@ -219,12 +230,4 @@ export class EchoReplies {
     }
     return false;
   }
-}
-
-/** What Deno's net permission calls a peer (`127.0.0.1:5005`, `unix:/tmp/c.sock`), or
- * `undefined` for an unnamed Unix socket. */
-function peerKey(addr: Deno.Addr): string | undefined {
-  if ("path" in addr) return addr.path ? `unix:${addr.path}` : undefined;
-  if ("hostname" in addr) return formatHostPort(addr.hostname, addr.port);
-  return undefined;
 }

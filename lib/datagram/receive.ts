@@ -6,8 +6,9 @@
  * reads the kernel's drop counter before the socket closes.
  * @module
  */
-import { formatHostPort } from "../address.ts";
+import { equals } from "@std/bytes/equals";
 import { isPeerGone } from "../errors.ts";
+import { isGranted, netHost } from "../permissions.ts";
 import { type KernelDrops, readKernelDrops } from "./drops.ts";
 import { EchoReplies } from "./echo.ts";
 import { receiveBufferSize } from "./limits.ts";
@@ -203,7 +204,8 @@ class Drain {
       this.#hooks.onCut();
       this.#close();
     }, DRAIN_MAX_MS);
-    if (!mayReach(this.#socket.addr)) return this.arrived();
+    const self = netHost(this.#socket.addr);
+    if (self === undefined || !isGranted({ name: "net", host: self })) return this.arrived();
     const marker = crypto.getRandomValues(new Uint8Array(16));
     this.#marker = marker;
     this.#sending = this.#sendMarker(marker).catch(() => {
@@ -232,9 +234,7 @@ class Drain {
 
   /** Whether `data` is this drain's marker: the end of what was queued before the stop. */
   isMarker(data: Uint8Array): boolean {
-    const marker = this.#marker;
-    return marker !== undefined && data.length === marker.length &&
-      data.every((byte, i) => byte === marker[i]);
+    return this.#marker !== undefined && equals(data, this.#marker);
   }
 
   /** A datagram arrived: without a marker, the quiet spell starts again. */
@@ -263,14 +263,4 @@ class Drain {
       this.#socket.close();
     });
   }
-}
-
-function mayReach(addr: Deno.Addr): boolean {
-  const host = "path" in addr
-    ? `unix:${addr.path}`
-    : "hostname" in addr
-    ? formatHostPort(addr.hostname, addr.port)
-    : undefined;
-  if (host === undefined) return false;
-  return Deno.permissions.querySync({ name: "net", host }).state === "granted";
 }

@@ -31,7 +31,8 @@ export interface SendOptions {
   waitReply?: boolean;
   /** How long a send, or the wait for the next reply, may take (ms). @default {2000} */
   timeout?: number;
-  /** Called once the sending socket is bound, with its address. */
+  /** Called once the destination has passed every check and the sending socket is bound,
+   * with its address: before the first datagram. */
   onLocal?: (local: Deno.Addr) => void;
   /** Called after each datagram is sent. */
   onSent?: (bytes: number) => void;

@@ -75,8 +75,8 @@ export async function bindDatagram(endpoint: DatagramEndpoint): Promise<BoundDat
  * @example
  * ```ts
  * import { openSender } from "./socket.ts";
- * using socket = await openSender({ hostname: "::1" });
- * if ((socket.addr as Deno.NetAddr).hostname !== "::1") throw new Error("not loopback");
+ * using socket = await openSender({ hostname: "127.0.0.5" });
+ * if ((socket.addr as Deno.NetAddr).hostname !== "127.0.0.1") throw new Error("not loopback");
  * ```
  */
 export async function openSender(
@@ -85,11 +85,7 @@ export async function openSender(
 ): Promise<BoundDatagram> {
   if (target.path !== undefined) {
     if (source !== undefined) return await bindDatagram({ path: source });
-    return wrap(Deno.listenDatagram(
-      { transport: "unixpacket" } as Deno.UnixListenOptions & {
-        transport: "unixpacket";
-      },
-    ));
+    return wrap(openUnnamedUnix());
   }
   return await bindDatagram({ hostname: source ?? senderAddressFor(target.hostname), port: 0 });
 }
@@ -97,15 +93,8 @@ export async function openSender(
 /**
  * The address a sender binds for `target` when not told: loopback for a loopback target, the
  * wildcard of the target's family otherwise.
- *
- * @example
- * ```ts
- * import { senderAddressFor } from "./socket.ts";
- * if (senderAddressFor("127.0.0.1") !== "127.0.0.1") throw new Error("IPv4 loopback");
- * if (senderAddressFor("2001:db8::1") !== "::") throw new Error("IPv6 wildcard");
- * ```
  */
-export function senderAddressFor(target = "127.0.0.1"): string {
+function senderAddressFor(target = "127.0.0.1"): string {
   if (target === "::1") return "::1";
   if (target.includes(":")) return "::";
   return target.startsWith("127.") || target === "localhost" ? "127.0.0.1" : "0.0.0.0";
