@@ -29,7 +29,7 @@ import {
   rejectTogether,
 } from "../lib/flags.ts";
 import { formatJsonEvent } from "../lib/json_event.ts";
-import { decodeIcmp, decodeIcmpEcho, encodeIcmpEcho, ICMP_TYPE } from "../lib/packet/icmp.ts";
+import { decodeIcmp, encodeIcmpEcho, ICMP_TYPE, icmpEchoOf } from "../lib/packet/icmp.ts";
 import { decodeIPv4 } from "../lib/packet/ipv4.ts";
 import { IPPROTO } from "../lib/packet/packet_fields.ts";
 
@@ -203,8 +203,10 @@ async function receiveAll(
 function matchReply(packet: RawPacket, host: string, identifier: number, data: Uint8Array) {
   try {
     const { header, payload } = decodeIPv4(packet.data);
-    if (header.src !== host || !decodeIcmp(payload).checksumOk) return null;
-    const echo = decodeIcmpEcho(payload);
+    if (header.src !== host) return null;
+    const message = decodeIcmp(payload);
+    if (!message.checksumOk) return null;
+    const echo = icmpEchoOf(message);
     if (
       echo.type !== ICMP_TYPE.ECHO_REPLY || echo.identifier !== identifier ||
       !equals(echo.data, data)

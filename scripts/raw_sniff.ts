@@ -14,7 +14,6 @@
  */
 import { printError, printLine, runMain, stopSignal, writeData } from "../lib/cli.ts";
 import { UsageError } from "../lib/errors.ts";
-import { LINUX } from "../lib/ffi/libc.ts";
 import { PacketRing } from "../lib/ffi/packet_ring.ts";
 import { parseCount, parseFlags, parsePort, parseSize, rejectTogether } from "../lib/flags.ts";
 import { formatJsonEvent } from "../lib/json_event.ts";
@@ -24,8 +23,8 @@ import {
   decodeFrame,
   describeFrame,
   type FrameFilter,
-  hexDump,
   matches,
+  tcpdumpHex,
 } from "../lib/packet/packet_frame.ts";
 
 /** Options for {@linkcode sniff}. */
@@ -46,12 +45,11 @@ export interface SniffOptions extends FrameFilter {
 
 /** A captured frame: the kernel's timestamp, its bytes, and what they decode to. */
 export interface SniffedFrame {
-  /** The kernel's timestamp, to the millisecond. */
-  time: Date;
   /** The kernel's timestamp in microseconds since the epoch. */
   timeUs: number;
   /** The bytes captured. */
   bytes: Uint8Array;
+  /** What the bytes decode to. */
   frame: DecodedFrame;
 }
 
@@ -98,16 +96,13 @@ export async function* sniff(options: SniffOptions = {}): AsyncGenerator<Sniffed
         if (stopping || !options.signal?.aborted) return;
         continue;
       }
-      for (const { data, seconds, nanoseconds, packetType, hardwareType } of frames) {
-        // The BPF program already leaves these out; this keeps the promise without it.
-        if (packetType === LINUX.PACKET_OUTGOING && hardwareType === LINUX.ARPHRD_LOOPBACK) {
-          continue;
-        }
+      // The ring's BPF program (always attached) has left out lo's outgoing copies.
+      for (const { data, seconds, nanoseconds } of frames) {
         const frame = decodeFrame(data);
         if (!matches(frame, options)) continue;
         captured++;
         const timeUs = seconds * 1e6 + Math.floor(nanoseconds / 1000);
-        yield { time: new Date(Math.floor(timeUs / 1000)), timeUs, bytes: data, frame };
+        yield { timeUs, bytes: data, frame };
         if (captured >= limit) return;
       }
     }
@@ -150,8 +145,8 @@ function frameJson(name: string, sniffed: SniffedFrame, hex: boolean): string {
     time_us: sniffed.timeUs,
     frame_length: frameLength,
     ...snake,
-    ...(hex ? { hex: hexDump(sniffed.bytes) } : {}),
-  }, { time: sniffed.time, maxDataBytes: 1024 });
+    ...(hex ? { hex: tcpdumpHex(sniffed.bytes) } : {}),
+  }, { time: new Date(Math.floor(sniffed.timeUs / 1000)), maxDataBytes: 1024 });
 }
 
 /** `12 frames captured, 0 dropped by the kernel` */
@@ -218,7 +213,7 @@ async function main(args: string[]): Promise<void> {
       continue;
     }
     let text = `${formatTimeOfDay(sniffed.timeUs)} ${describeFrame(sniffed.frame)}\n`;
-    if (flags.hex) text += hexDump(sniffed.bytes).map((line) => line + "\n").join("");
+    if (flags.hex) text += tcpdumpHex(sniffed.bytes).map((line) => line + "\n").join("");
     await writeData(encoder.encode(text));
   }
   if (flags.json) {

@@ -24,7 +24,7 @@ import {
   TCP_FLAGS,
 } from "../lib/packet/tcp.ts";
 import { decodeUdp, encodeUdp } from "../lib/packet/udp.ts";
-import { decodeFrame, describeFrame, hexDump } from "../lib/packet/packet_frame.ts";
+import { decodeFrame, describeFrame, tcpdumpHex } from "../lib/packet/packet_frame.ts";
 
 function hex(text: string): Uint8Array {
   return Uint8Array.from(text.match(/../g)!, (pair) => parseInt(pair, 16));
@@ -218,7 +218,7 @@ Deno.test("decodeFrame() describes captured frames in one line each", () => {
     new Uint8Array(40),
   );
   assertEquals(describeFrame(decodeFrame(ipv6)), "IPv6 (not decoded) frame 54 bytes");
-  const lines = hexDump(CAPTURED.udp);
+  const lines = tcpdumpHex(CAPTURED.udp);
   assertEquals(lines.length, 4);
   assertEquals(lines[3], "  0030  2057 6f72 6c64 21".padEnd(47) + "   World!");
 });

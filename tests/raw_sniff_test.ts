@@ -15,12 +15,14 @@ if (!root) console.warn("skipping sniffer tests: they need root (run the tests a
 const FFI = ["--allow-ffi"];
 const SUMMARY = /^\d+ frames? captured, \d+ dropped by the kernel$/m;
 
-/** A free port that nothing listens on any more. */
-function closedPort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr;
-  listener.close();
-  return port;
+/** `count` different ports that were free a moment ago and that nothing listens on any more. */
+function closedPorts(count: number): number[] {
+  const listeners = Array.from(
+    { length: count },
+    () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),
+  );
+  for (const listener of listeners) listener.close();
+  return listeners.map((listener) => listener.addr.port);
 }
 
 Deno.test({
@@ -73,7 +75,7 @@ Deno.test({
   name: "raw_sniff.ts stops on SIGINT while it waits and reports the kernel's drops",
   ignore: !root,
   async fn() {
-    await using script = spawnScript("raw_sniff.ts", ["--port", String(closedPort())], {
+    await using script = spawnScript("raw_sniff.ts", ["--port", String(closedPorts(1)[0])], {
       permissions: FFI,
     });
     await script.waitForStderr(/^Listening on lo$/m);
@@ -88,8 +90,7 @@ Deno.test({
   name: "sniff() sees a SYN and its RST on lo, each once",
   ignore: !root,
   async fn() {
-    const dstPort = closedPort();
-    const srcPort = 40000 + Math.floor(Math.random() * 20000);
+    const [dstPort, srcPort] = closedPorts(2);
     const controller = new AbortController();
     // Ends the capture if the frames never come, so the test fails instead of hanging.
     const timer = setTimeout(() => controller.abort(), 10_000);

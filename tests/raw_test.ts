@@ -23,17 +23,20 @@ function scriptPath(name: string): string {
   return new URL(`../scripts/${name}`, import.meta.url).pathname;
 }
 
-/** A source port for a probe, away from the ports tests listen on. */
-function probePort(): number {
-  return 40000 + Math.floor(Math.random() * 20000);
+/** `count` different ports that were free a moment ago and that nothing listens on any more:
+ * the closed destination of a probe, and its source port (no socket of ours uses it). */
+function closedPorts(count: number): number[] {
+  const listeners = Array.from(
+    { length: count },
+    () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),
+  );
+  for (const listener of listeners) listener.close();
+  return listeners.map((listener) => listener.addr.port);
 }
 
-/** A free port that nothing listens on any more. */
-function closedPort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr;
-  listener.close();
-  return port;
+/** A source port for a probe: a free one, never one a test listens on. */
+function probePort(): number {
+  return closedPorts(1)[0];
 }
 
 Deno.test({
@@ -108,9 +111,10 @@ Deno.test({
   ignore: !root,
   async fn() {
     const payload = new TextEncoder().encode("Hello, how are you");
+    const [dstPort, srcPort] = closedPorts(2);
     const result = await sendSyn({
-      dstPort: closedPort(),
-      srcPort: probePort(),
+      dstPort,
+      srcPort,
       payload,
       listenReply: true,
       timeout: 5000,
@@ -143,12 +147,12 @@ Deno.test({
     );
     assertMatch(open.stdout, /^Reply from 127\.0\.0\.1:\d+: SYN-ACK: port open \[S\.\]/m);
 
-    const dport = closedPort();
+    const [dport, sport] = closedPorts(2);
     const closed = await runScript("raw_syn.ts", [
       "--dport",
       String(dport),
       "--sport",
-      String(probePort()),
+      String(sport),
       "--listen-reply",
       "--json",
     ], { permissions: FFI });

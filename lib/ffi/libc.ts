@@ -8,6 +8,7 @@
 export const LINUX = {
   AF_INET: 2,
   AF_PACKET: 17,
+  SOCK_DGRAM: 2,
   SOCK_RAW: 3,
   SOCK_CLOEXEC: 0x80000,
   IPPROTO_IP: 0,

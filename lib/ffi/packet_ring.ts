@@ -14,16 +14,8 @@
  * @module
  */
 import type { BpfInstruction } from "../packet/packet_filter.ts";
-import {
-  callOrThrow,
-  lastError,
-  type Libc,
-  LINUX,
-  openLibc,
-  OsError,
-  setSocketOption,
-} from "./libc.ts";
-import { ReadablePoller } from "./raw_poll.ts";
+import { callOrThrow, lastError, type Libc, LINUX, OsError, setSocketOption } from "./libc.ts";
+import { PolledSocket, type PollOptions } from "./polled_socket.ts";
 import { attachSocketFilter } from "./socket_filter.ts";
 
 /** Options for {@linkcode PacketRing.open}. */
@@ -67,12 +59,7 @@ export interface RingStats {
 }
 
 /** Options for {@linkcode PacketRing.receive}. */
-export interface RingReceiveOptions {
-  /** Give up when aborted and return `null`. */
-  signal?: AbortSignal;
-  /** Give up after this many milliseconds and return `null`. @default {Infinity} */
-  timeout?: number;
-}
+export type RingReceiveOptions = PollOptions;
 
 // struct tpacket_block_desc / tpacket_hdr_v1 and struct tpacket3_hdr (linux/if_packet.h).
 const BLOCK_STATUS = 8, BLOCK_NUM_PKTS = 12, BLOCK_FIRST = 16, BLOCK_LEN = 20;
@@ -99,26 +86,18 @@ const FRAME_SIZE = 2048;
  * ```
  */
 export class PacketRing implements Disposable {
-  readonly #libc: Libc;
-  readonly #fd: number;
-  readonly #map: Deno.PointerObject;
+  readonly #socket: PolledSocket;
   readonly #memory: ArrayBuffer;
   readonly #view: DataView;
   readonly #blocks: number;
-  readonly #poller: ReadablePoller;
   readonly #stats: RingStats = { packets: 0, drops: 0 };
   #next = 0;
-  #receiving = false;
-  #closed = false;
 
-  private constructor(libc: Libc, fd: number, map: Deno.PointerObject, blocks: number) {
-    this.#libc = libc;
-    this.#fd = fd;
-    this.#map = map;
+  private constructor(socket: PolledSocket, map: Deno.PointerObject, blocks: number) {
+    this.#socket = socket;
     this.#blocks = blocks;
     this.#memory = Deno.UnsafePointerView.getArrayBuffer(map, blocks * BLOCK_SIZE);
     this.#view = new DataView(this.#memory);
-    this.#poller = new ReadablePoller(libc, fd);
   }
 
   /**
@@ -127,17 +106,17 @@ export class PacketRing implements Disposable {
    */
   static open(name: string, options: PacketRingOptions = {}): PacketRing {
     const blocks = Math.max(2, Math.ceil((options.bufferSize ?? DEFAULT_BUFFER) / BLOCK_SIZE));
-    const libc = openLibc();
-    let fd = -1;
-    let map: Deno.PointerObject | null = null;
-    try {
-      // Protocol 0 receives nothing until bind(), so the ring and the filter are in place
-      // before the first frame, and no frame of another interface slips in meanwhile.
-      fd = callOrThrow(
-        libc,
-        "socket",
-        () => libc.symbols.socket(LINUX.AF_PACKET, LINUX.SOCK_RAW | LINUX.SOCK_CLOEXEC, 0),
-      );
+    const size = BigInt(blocks * BLOCK_SIZE);
+    // Protocol 0 receives nothing until bind(), so the ring and the filter are in place
+    // before the first frame, and no frame of another interface slips in meanwhile.
+    const spec = {
+      name: "Packet ring",
+      domain: LINUX.AF_PACKET,
+      type: LINUX.SOCK_RAW,
+      protocol: 0,
+    };
+    return PolledSocket.open(spec, (socket) => {
+      const { libc, fd } = socket;
       const index = interfaceIndex(libc, name);
       setSocketOption(libc, fd, LINUX.SOL_PACKET, LINUX.PACKET_VERSION, LINUX.TPACKET_V3);
       setSocketOption(
@@ -147,9 +126,9 @@ export class PacketRing implements Disposable {
         LINUX.PACKET_RX_RING,
         ringRequest(blocks, options),
       );
-      map = libc.symbols.mmap(
+      const map = libc.symbols.mmap(
         null,
-        BigInt(blocks * BLOCK_SIZE),
+        size,
         LINUX.PROT_READ | LINUX.PROT_WRITE,
         LINUX.MAP_SHARED,
         fd,
@@ -157,9 +136,9 @@ export class PacketRing implements Disposable {
       );
       // mmap() reports failure as MAP_FAILED, (void *) -1.
       if (map === null || Deno.UnsafePointer.value(map) === 0xffffffffffffffffn) {
-        map = null;
         throw lastError(libc, "mmap");
       }
+      socket.onRelease(() => libc.symbols.munmap(map, size));
       if (options.filter) attachSocketFilter(libc, fd, options.filter);
       const address = new Uint8Array(20);
       const view = new DataView(address.buffer);
@@ -167,18 +146,8 @@ export class PacketRing implements Disposable {
       view.setUint16(2, LINUX.ETH_P_ALL); // network byte order
       view.setInt32(4, index, true);
       callOrThrow(libc, "bind", () => libc.symbols.bind(fd, address, address.length));
-      return new PacketRing(libc, fd, map, blocks);
-    } catch (error) {
-      if (map !== null) libc.symbols.munmap(map, BigInt(blocks * BLOCK_SIZE));
-      if (fd >= 0) libc.symbols.close(fd);
-      libc.close();
-      throw error;
-    }
-  }
-
-  /** Bytes of ring memory. */
-  get bufferSize(): number {
-    return this.#blocks * BLOCK_SIZE;
+      return new PacketRing(socket, map, blocks);
+    });
   }
 
   /**
@@ -186,16 +155,8 @@ export class PacketRing implements Disposable {
    * block already given back: the frames are views into one copy of it. Returns `null` on
    * timeout, on abort, or when the ring is closed meanwhile. One receive at a time.
    */
-  async receive(options: RingReceiveOptions = {}): Promise<RingFrame[] | null> {
-    this.#checkOpen();
-    if (this.#receiving) throw new TypeError("Cannot receive twice at the same time");
-    this.#receiving = true;
-    try {
-      return await this.#poller.poll(() => this.#takeBlock(), () => !this.#closed, options);
-    } finally {
-      this.#receiving = false;
-      if (this.#closed) this.#release();
-    }
+  receive(options: RingReceiveOptions = {}): Promise<RingFrame[] | null> {
+    return this.#socket.receive(() => this.#takeBlock(), options);
   }
 
   /** The frames of the next block if the kernel has handed it over, else `null`. */
@@ -236,12 +197,13 @@ export class PacketRing implements Disposable {
    * dropped for want of room. The kernel resets its counters on each read; these add up.
    */
   stats(): RingStats {
-    if (!this.#closed) {
+    if (!this.#socket.closed) {
+      const { libc, fd } = this.#socket;
       const stats = new Uint8Array(12); // struct tpacket_stats_v3
       const length = new Uint8Array(new Uint32Array([stats.length]).buffer);
-      callOrThrow(this.#libc, "getsockopt", () =>
-        this.#libc.symbols.getsockopt(
-          this.#fd,
+      callOrThrow(libc, "getsockopt", () =>
+        libc.symbols.getsockopt(
+          fd,
           LINUX.SOL_PACKET,
           LINUX.PACKET_STATISTICS,
           stats,
@@ -254,29 +216,16 @@ export class PacketRing implements Disposable {
     return { ...this.#stats };
   }
 
-  #checkOpen(): void {
-    if (this.#closed) throw new Deno.errors.BadResource("Packet ring is closed");
-  }
-
   /**
    * Closes the ring. A receive in progress returns `null` first (its wait on another thread
    * is woken at once), and only then are the memory and the descriptor released.
    */
   close(): void {
-    if (this.#closed) return;
+    if (this.#socket.closed) return;
     try {
       this.stats(); // the last counts, while the socket still exists
     } catch { /* keep the counts read so far */ }
-    this.#closed = true;
-    if (this.#receiving) this.#poller.wake();
-    else this.#release();
-  }
-
-  #release(): void {
-    this.#poller.close();
-    this.#libc.symbols.munmap(this.#map, BigInt(this.#blocks * BLOCK_SIZE));
-    this.#libc.symbols.close(this.#fd);
-    this.#libc.close();
+    this.#socket.close();
   }
 
   /** The same as `close()`, for `using`. */

@@ -20,7 +20,6 @@ export class ResolveError extends Error {
 
 // struct addrinfo on 64-bit Linux.
 const AI_FAMILY = 4, AI_SOCKTYPE = 8, AI_ADDR = 24, AI_NEXT = 40;
-const SOCK_DGRAM = 2;
 
 /**
  * Resolves `host` (a name or a dotted quad) to its first IPv4 address. Needs --allow-ffi.
@@ -38,7 +37,7 @@ export async function resolveIPv4(host: string): Promise<string> {
     const view = new DataView(hints.buffer);
     view.setInt32(AI_FAMILY, LINUX.AF_INET, true);
     // One entry per address rather than one per socket type.
-    view.setInt32(AI_SOCKTYPE, SOCK_DGRAM, true);
+    view.setInt32(AI_SOCKTYPE, LINUX.SOCK_DGRAM, true);
     const result = new Uint8Array(8);
     const name = new TextEncoder().encode(`${host}\0`);
     const code = await libc.symbols.getaddrinfo(name, null, hints, result);

@@ -8,15 +8,14 @@
 import { formatIPv4, parseIPv4 } from "../packet/packet_fields.ts";
 import {
   callOrThrow,
+  errno,
   lastError,
-  type Libc,
   LINUX,
-  openLibc,
   OsError,
   realtimeNs,
   setSocketOption,
 } from "./libc.ts";
-import { ReadablePoller } from "./raw_poll.ts";
+import { PolledSocket, type PollOptions } from "./polled_socket.ts";
 import { attachSocketFilter } from "./socket_filter.ts";
 import type { BpfInstruction } from "../packet/packet_filter.ts";
 
@@ -35,12 +34,7 @@ export interface RawPacket {
 }
 
 /** Options for {@linkcode RawSocket.receive}. */
-export interface ReceiveOptions {
-  /** Give up after this many milliseconds and return `null`. @default {Infinity} */
-  timeout?: number;
-  /** Give up when aborted and return `null`. */
-  signal?: AbortSignal;
-}
+export type ReceiveOptions = PollOptions;
 
 /** Options for {@linkcode RawSocket.inet}. */
 export interface InetOptions {
@@ -81,9 +75,7 @@ const CMSG_LEN = 0, CMSG_LEVEL = 8, CMSG_TYPE = 12, CMSG_DATA = 16;
  * ```
  */
 export class RawSocket implements Disposable {
-  readonly #libc: Libc;
-  readonly #fd: number;
-  readonly #poller: ReadablePoller;
+  readonly #socket: PolledSocket;
   readonly #buffer = new Uint8Array(BUFFER_SIZE);
   readonly #name = new Uint8Array(16);
   readonly #control = new Uint8Array(64);
@@ -92,13 +84,9 @@ export class RawSocket implements Disposable {
   readonly #address = new Uint8Array(16);
   // Kept referenced: the kernel reads it through the message header's pointer.
   readonly #iovec = new Uint8Array(16);
-  #receiving = false;
-  #closed = false;
 
-  private constructor(libc: Libc, fd: number) {
-    this.#libc = libc;
-    this.#fd = fd;
-    this.#poller = new ReadablePoller(libc, fd);
+  private constructor(socket: PolledSocket) {
+    this.#socket = socket;
     // recvmsg() is given the same buffers every time: point the header at them once.
     const iov = new DataView(this.#iovec.buffer);
     iov.setBigUint64(0, addressOf(this.#buffer), true);
@@ -116,14 +104,9 @@ export class RawSocket implements Disposable {
    * protocol that reaches this host (on lo, also the ones it sends), header included.
    */
   static inet(protocol: number, options: InetOptions = {}): RawSocket {
-    const libc = openLibc();
-    let fd = -1;
-    try {
-      fd = callOrThrow(
-        libc,
-        "socket",
-        () => libc.symbols.socket(LINUX.AF_INET, LINUX.SOCK_RAW | LINUX.SOCK_CLOEXEC, protocol),
-      );
+    const spec = { name: "Raw socket", domain: LINUX.AF_INET, type: LINUX.SOCK_RAW, protocol };
+    return PolledSocket.open(spec, (polled) => {
+      const { libc, fd } = polled;
       if (options.headerIncluded) {
         setSocketOption(libc, fd, LINUX.IPPROTO_IP, LINUX.IP_HDRINCL, 1);
       }
@@ -135,7 +118,7 @@ export class RawSocket implements Disposable {
       if (options.timestamps) {
         setSocketOption(libc, fd, LINUX.SOL_SOCKET, LINUX.SO_TIMESTAMPNS, 1);
       }
-      const socket = new RawSocket(libc, fd);
+      const socket = new RawSocket(polled);
       if (options.filter) {
         attachSocketFilter(libc, fd, options.filter);
         // What arrived between socket() and the filter passed no filter: throw it away, as
@@ -143,16 +126,7 @@ export class RawSocket implements Disposable {
         while (socket.#receiveNow() !== null) { /* discard */ }
       }
       return socket;
-    } catch (error) {
-      if (fd >= 0) libc.symbols.close(fd);
-      libc.close();
-      throw error;
-    }
-  }
-
-  /** The file descriptor. */
-  get fd(): number {
-    return this.#fd;
+    });
   }
 
   /**
@@ -160,7 +134,7 @@ export class RawSocket implements Disposable {
    * kernel still routes by `to`, not by the header's destination.
    */
   send(data: Uint8Array, to: string): number {
-    this.#checkOpen();
+    this.#socket.checkOpen();
     this.#address.set(parseIPv4(to), 4);
     return this.#sendto(data);
   }
@@ -171,17 +145,18 @@ export class RawSocket implements Disposable {
    * trip measured by the same clock, as ping measures it.
    */
   sendStamped(data: Uint8Array, to: string): bigint {
-    this.#checkOpen();
+    this.#socket.checkOpen();
     this.#address.set(parseIPv4(to), 4);
-    const sentNs = realtimeNs(this.#libc);
+    const sentNs = realtimeNs(this.#socket.libc);
     this.#sendto(data);
     return sentNs;
   }
 
   #sendto(data: Uint8Array): number {
+    const { libc, fd } = this.#socket;
     const sent = Number(
-      this.#libc.symbols.sendto(
-        this.#fd,
+      libc.symbols.sendto(
+        fd,
         data as Uint8Array<ArrayBuffer>,
         BigInt(data.length),
         0,
@@ -189,7 +164,7 @@ export class RawSocket implements Disposable {
         16,
       ),
     );
-    if (sent < 0) throw lastError(this.#libc, "sendto");
+    if (sent < 0) throw lastError(libc, "sendto");
     return sent;
   }
 
@@ -197,16 +172,8 @@ export class RawSocket implements Disposable {
    * Waits for the next packet; returns `null` on timeout, on abort or when the socket is
    * closed meanwhile. One receive at a time.
    */
-  async receive(options: ReceiveOptions = {}): Promise<RawPacket | null> {
-    this.#checkOpen();
-    if (this.#receiving) throw new TypeError("Cannot receive twice at the same time");
-    this.#receiving = true;
-    try {
-      return await this.#poller.poll(() => this.#receiveNow(), () => !this.#closed, options);
-    } finally {
-      this.#receiving = false;
-      if (this.#closed) this.#release();
-    }
+  receive(options: ReceiveOptions = {}): Promise<RawPacket | null> {
+    return this.#socket.receive(() => this.#receiveNow(), options);
   }
 
   /** One `recvmsg` that does not wait; `null` when nothing is queued. */
@@ -214,17 +181,19 @@ export class RawSocket implements Disposable {
     const header = this.#headerView;
     header.setUint32(MSG_NAMELEN, this.#name.length, true);
     header.setBigUint64(MSG_CONTROLLEN, BigInt(this.#control.length), true);
-    let received: number;
-    try {
-      received = callOrThrow(
-        this.#libc,
-        "recvmsg",
-        () => Number(this.#libc.symbols.recvmsg(this.#fd, this.#header, LINUX.MSG_DONTWAIT)),
-      );
-    } catch (error) {
-      const code = error instanceof OsError ? error.errno : -1;
-      if (code === LINUX.EAGAIN || code === LINUX.EINTR) return null;
-      throw error;
+    const { libc, fd } = this.#socket;
+    const recvmsg = () => Number(libc.symbols.recvmsg(fd, this.#header, LINUX.MSG_DONTWAIT));
+    let received = recvmsg();
+    if (received < 0) {
+      // An empty queue is the usual failure, once per wake-up: no error object for it.
+      if (isEmptyQueue(errno(libc))) return null;
+      try {
+        // Anything else is repeated until errno is sure (see callOrThrow).
+        received = callOrThrow(libc, "recvmsg", recvmsg);
+      } catch (error) {
+        if (error instanceof OsError && isEmptyQueue(error.errno)) return null;
+        throw error;
+      }
     }
     const packet: RawPacket = {
       data: this.#buffer.slice(0, received),
@@ -252,31 +221,23 @@ export class RawSocket implements Disposable {
     return undefined;
   }
 
-  #checkOpen(): void {
-    if (this.#closed) throw new Deno.errors.BadResource("Raw socket is closed");
-  }
-
   /**
    * Closes the socket. A receive in progress returns `null` first: its wait on another thread
    * is woken at once, and only then is the descriptor closed, so it is never reused under it.
    */
   close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    if (this.#receiving) this.#poller.wake();
-    else this.#release();
-  }
-
-  #release(): void {
-    this.#poller.close();
-    this.#libc.symbols.close(this.#fd);
-    this.#libc.close();
+    this.#socket.close();
   }
 
   /** The same as `close()`, for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }
+}
+
+/** `EAGAIN` (nothing queued) or `EINTR`: try again once the socket is readable. */
+function isEmptyQueue(code: number): boolean {
+  return code === LINUX.EAGAIN || code === LINUX.EINTR;
 }
 
 function addressOf(bytes: Uint8Array): bigint {

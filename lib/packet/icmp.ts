@@ -110,7 +110,22 @@ export function decodeIcmp(bytes: Uint8Array): IcmpMessage {
  * ```
  */
 export function decodeIcmpEcho(bytes: Uint8Array): IcmpEcho {
-  const message = decodeIcmp(bytes);
+  return icmpEchoOf(decodeIcmp(bytes));
+}
+
+/**
+ * The echo request or reply that an already decoded message is, for a caller that has checked
+ * its checksum (the sum is computed once). Throws `SyntaxError` like
+ * {@linkcode decodeIcmpEcho}.
+ *
+ * @example
+ * ```ts
+ * import { decodeIcmp, icmpEchoOf } from "./icmp.ts";
+ * const message = decodeIcmp(new Uint8Array([0, 0, 0xed, 0xca, 0x12, 0x34, 0, 1]));
+ * if (!message.checksumOk || icmpEchoOf(message).sequence !== 1) throw new Error("bad decode");
+ * ```
+ */
+export function icmpEchoOf(message: IcmpMessage): IcmpEcho {
   if (message.type !== ICMP_TYPE.ECHO_REQUEST && message.type !== ICMP_TYPE.ECHO_REPLY) {
     throw new SyntaxError(`Cannot decode ICMP type ${message.type} as an echo: must be 0 or 8`);
   }

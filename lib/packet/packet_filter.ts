@@ -5,6 +5,7 @@
  * kernel's drop count) is spent on the frames that are shown, as with `tcpdump port 5005`.
  * @module
  */
+import { IPPROTO } from "./packet_fields.ts";
 import type { FrameFilter } from "./packet_frame.ts";
 
 /** One classic BPF instruction (`struct sock_filter`). */
@@ -37,7 +38,6 @@ const JEQ_K = 0x15, JSET_K = 0x45, RET_K = 0x06;
 // Ancillary loads (SKF_AD_OFF + SKF_AD_PKTTYPE / SKF_AD_HATYPE).
 const AD_PKTTYPE = 0xfffff004, AD_HATYPE = 0xfffff01c;
 const PACKET_OUTGOING = 4, ARPHRD_LOOPBACK = 772;
-const PROTOCOLS = { tcp: 6, udp: 17, icmp: 1 } as const;
 
 type Target = number | "accept" | "drop";
 type Step = { code: number; k: number; jt?: Target; jf?: Target; label?: string };
@@ -74,11 +74,12 @@ export function compileFrameFilter(
       { code: LD_B_ABS, k: 23 }, // IPv4 protocol
     );
     if (filter.protocol !== undefined) {
-      steps.push({ code: JEQ_K, k: PROTOCOLS[filter.protocol], jt: 0, jf: "drop" });
+      const name = filter.protocol.toUpperCase() as Uppercase<typeof filter.protocol>;
+      steps.push({ code: JEQ_K, k: IPPROTO[name], jt: 0, jf: "drop" });
     } else {
       steps.push(
-        { code: JEQ_K, k: PROTOCOLS.tcp, jt: 1, jf: 0 },
-        { code: JEQ_K, k: PROTOCOLS.udp, jt: 0, jf: "drop" },
+        { code: JEQ_K, k: IPPROTO.TCP, jt: 1, jf: 0 },
+        { code: JEQ_K, k: IPPROTO.UDP, jt: 0, jf: "drop" },
       );
     }
     // Only a first fragment carries the transport header that the filter looks at.
@@ -142,7 +143,7 @@ export function compileTcpReplyFilter(fromPort: number, toPort: number): BpfInst
   // Jumps count instructions skipped after the jump; every refusal lands on the last one.
   return [
     op(LD_B_ABS, 9), // the IP protocol
-    op(JEQ_K, PROTOCOLS.tcp, 0, 8),
+    op(JEQ_K, IPPROTO.TCP, 0, 8),
     op(LD_H_ABS, 6), // flags and fragment offset
     op(JSET_K, 0x1fff, 6, 0), // a fragment after the first has no ports
     op(LDX_B_MSH, 0), // x = the IP header's length

@@ -237,16 +237,18 @@ function endpoints(frame: DecodedFrame): string {
 }
 
 /**
- * A hex dump, 16 bytes a line with offsets and printable ASCII, as `tcpdump -X` shows it.
+ * A frame's bytes as `tcpdump -X` shows them under its line: 16 bytes a line, indented, with a
+ * 4-digit offset and printable ASCII. (Received data elsewhere is dumped as `xxd` does, by
+ * `lib/hexdump.ts`; a sniffer's output is compared with tcpdump's.)
  *
  * @example
  * ```ts
- * import { hexDump } from "./packet_frame.ts";
- * const [line] = hexDump(new TextEncoder().encode("hi"));
+ * import { tcpdumpHex } from "./packet_frame.ts";
+ * const [line] = tcpdumpHex(new TextEncoder().encode("hi"));
  * if (line !== "  0000  6869" + " ".repeat(35) + "  hi") throw new Error(JSON.stringify(line));
  * ```
  */
-export function hexDump(bytes: Uint8Array): string[] {
+export function tcpdumpHex(bytes: Uint8Array): string[] {
   const lines: string[] = [];
   for (let offset = 0; offset < bytes.length; offset += 16) {
     const row = bytes.subarray(offset, offset + 16);
