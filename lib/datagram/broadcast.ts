@@ -6,6 +6,7 @@
  * @module
  */
 import { parseIPv4 } from "../net/ip_text.ts";
+import { isGranted } from "../permissions.ts";
 
 /** An IPv4 network a host is on, as `Deno.networkInterfaces()` reports it. */
 export interface Ipv4Network {
@@ -74,8 +75,7 @@ export function broadcastReason(
  * ```
  */
 export function localIpv4Networks(): Ipv4Network[] | undefined {
-  const query = { name: "sys", kind: "networkInterfaces" } as const;
-  if (Deno.permissions.querySync(query).state !== "granted") return undefined;
+  if (!isGranted({ name: "sys", kind: "networkInterfaces" })) return undefined;
   return Deno.networkInterfaces()
     .filter((info) => info.family === "IPv4")
     .map(({ address, netmask }) => ({ address, netmask }));

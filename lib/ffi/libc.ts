@@ -3,6 +3,7 @@
  * error that names the call. Linux with glibc (`libc.so.6`) only.
  * @module
  */
+import { isGranted } from "../permissions.ts";
 
 /** Linux constants for the calls below. */
 export const LINUX = {
@@ -98,7 +99,7 @@ export type Libc = Deno.DynamicLibrary<typeof SYMBOLS>;
  * ```
  */
 export function openLibc(): Libc {
-  if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
+  if (!isGranted({ name: "ffi" })) {
     throw new Deno.errors.NotCapable(
       "Raw sockets reach libc through FFI: run again with the --allow-ffi flag (and as root)",
     );
