@@ -4,7 +4,7 @@
  * with health checks that speak it too. Ports are chosen at run time; the config is generated.
  * @module
  */
-import { hasPeer } from "./_process.ts";
+import { freePort, hasPeer } from "./_process.ts";
 
 /** One backend server and the PROXY version HAProxy sends it. */
 export interface HaproxyServer {
@@ -25,12 +25,6 @@ export interface Haproxy extends AsyncDisposable {
 /** Whether HAProxy is installed (the tests that need it skip with a message when not). */
 export function hasHaproxy(): boolean {
   return hasPeer("haproxy");
-}
-
-/** A port that was free a moment ago (HAProxy cannot tell which port 0 gave it). */
-export function freePort(): number {
-  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  return listener.addr.port;
 }
 
 /**
@@ -73,6 +67,7 @@ ${lines.join("\n")}
 
 /** Starts HAProxy in the foreground in front of `servers` and waits until it accepts. */
 export async function startHaproxy(servers: HaproxyServer[]): Promise<Haproxy> {
+  // HAProxy cannot say which port a port 0 gave it: ports that were free a moment ago.
   const port = freePort();
   const readyPort = freePort();
   const config = haproxyConfig(port, readyPort, servers);

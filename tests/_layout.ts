@@ -80,8 +80,21 @@ export function layoutProblems(graph: ImportGraph): string[] {
   return problems;
 }
 
-/** Every strongly connected group of modules that import each other (Tarjan), as a path. */
-function findCycles(graph: ImportGraph): string[][] {
+/**
+ * Every strongly connected group of modules that import each other (Tarjan), each as a path
+ * that ends where it starts; a module that imports itself is one too.
+ *
+ * @example
+ * ```ts
+ * import { findCycles } from "./_layout.ts";
+ * const graph = new Map([["a.ts", ["b.ts"]], ["b.ts", ["a.ts"]], ["c.ts", ["a.ts"]]]);
+ * const cycles = findCycles(graph);
+ * if (JSON.stringify(cycles) !== JSON.stringify([["a.ts", "b.ts", "a.ts"]])) {
+ *   throw new Error(JSON.stringify(cycles));
+ * }
+ * ```
+ */
+export function findCycles(graph: ImportGraph): string[][] {
   const index = new Map<string, number>();
   const low = new Map<string, number>();
   const stack: string[] = [];

@@ -1,6 +1,7 @@
 /**
  * Test fixture: run a script as a real subprocess, wait for a line it prints, stop it, and read
- * back everything it printed. Also: which real peers (socat, nc, curl, …) this machine has.
+ * back everything it printed. Also: which real peers (socat, nc, curl, …) this machine has, and
+ * the small socket and polling helpers every test file would otherwise write again.
  * @module
  */
 
@@ -306,4 +307,73 @@ export async function startPortPeer(program: string, args: string[]): Promise<Po
       await stdout.done;
     },
   };
+}
+
+/** A port that was free a moment ago, for a program that cannot be told to use port 0. */
+export function freePort(): number {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  return listener.addr.port;
+}
+
+/** One `--json` line of a script, parsed (its fields differ from event to event). */
+// deno-lint-ignore no-explicit-any
+export type JsonEvent = Record<string, any>;
+
+/** Parses every non-empty line of a script's `--json` output. */
+export function jsonLines(text: string): JsonEvent[] {
+  return text.split("\n").filter((line) => line.trim() !== "").map((line) => JSON.parse(line));
+}
+
+/** Polls `condition` (a state, never a duration) every 10 ms until it holds, or throws after
+ * `timeoutMs` naming `what` was awaited. */
+export async function waitUntil(
+  condition: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 10_000,
+): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!await condition()) {
+    if (performance.now() > deadline) throw new Error(`Timed out after ${timeoutMs} ms: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** Reads exactly `length` bytes from `conn`; throws if the stream ends first. */
+export async function readExactly(conn: Deno.Conn, length: number): Promise<Uint8Array> {
+  const bytes = new Uint8Array(length);
+  for (let n = 0; n < length;) {
+    const read = await conn.read(bytes.subarray(n));
+    if (read === null) throw new Error(`End of stream after ${n} of ${length} bytes`);
+    n += read;
+  }
+  return bytes;
+}
+
+/** Reads until EOF (a reset also ends it, as does a close of `conn` by this side); returns what
+ * arrived. */
+export async function readToEnd(conn: Deno.Conn): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  const buffer = new Uint8Array(64 * 1024);
+  let total = 0;
+  while (true) {
+    let n: number | null;
+    try {
+      n = await conn.read(buffer);
+    } catch (error) {
+      if (error instanceof Deno.errors.BadResource || error instanceof Deno.errors.Interrupted) {
+        break;
+      }
+      throw error;
+    }
+    if (n === null) break;
+    chunks.push(buffer.slice(0, n));
+    total += n;
+  }
+  const all = new Uint8Array(total);
+  let at = 0;
+  for (const chunk of chunks) {
+    all.set(chunk, at);
+    at += chunk.length;
+  }
+  return all;
 }

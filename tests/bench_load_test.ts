@@ -1,33 +1,11 @@
 import { assert, assertEquals, assertGreater } from "@std/assert";
-import { servePerConnection } from "../lib/bench/fixture.ts";
 import { bulkLoop, pingpongLoop } from "../lib/bench/load_loops.ts";
 import { LoadState } from "../lib/bench/load_state.ts";
 import { runBench } from "../lib/bench/load.ts";
-import { writeAll } from "../lib/io.ts";
-
-/** Runs `fn` with the port of an in-process echo server, then stops the server. */
-async function withEcho(fn: (port: number) => Promise<void>): Promise<void> {
-  const controller = new AbortController();
-  const listening = Promise.withResolvers<number>();
-  const serving = servePerConnection(
-    { signal: controller.signal, onListen: (addr) => listening.resolve(addr.port) },
-    async (conn) => {
-      const buffer = new Uint8Array(4096);
-      for (let n; (n = await conn.read(buffer)) !== null;) {
-        await writeAll(conn, buffer.subarray(0, n));
-      }
-    },
-  );
-  try {
-    await fn(await listening.promise);
-  } finally {
-    controller.abort();
-    await serving;
-  }
-}
+import { withEchoServer } from "./_echo_fixtures.ts";
 
 Deno.test("runBench() serves every connection under a continuous pingpong load", async () => {
-  await withEcho(async (port) => {
+  await withEchoServer(async (port) => {
     const result = await runBench({ port, connections: 24, durationMs: 400, warmupMs: 100 });
     assertEquals(result.errors.total, 0, result.firstError ?? undefined);
     const fairness = result.fairness!;
@@ -41,7 +19,7 @@ Deno.test("runBench() serves every connection under a continuous pingpong load",
 });
 
 Deno.test("pingpong loops pause together under a continuous load on 128 or more connections", async () => {
-  await withEcho(async (port) => {
+  await withEchoServer(async (port) => {
     // A budget of 0: with 130 connections busy the loops pause as soon as they have gone on for
     // a few round trips, however fast or slow this machine is (lib/turn_pacer.ts).
     const state = new LoadState({ size: 64, readLength: 128, turnBudgetMs: 0 });

@@ -4,7 +4,7 @@
  */
 import { assertEquals } from "@std/assert";
 import { writeAll } from "../lib/io.ts";
-import { hasPeer, runScript, spawnScript } from "./_process.ts";
+import { hasPeer, readExactly, runScript, spawnScript } from "./_process.ts";
 import { xxd } from "./_xxd.ts";
 
 const NET = ["--allow-net=127.0.0.1"];
@@ -12,17 +12,6 @@ const NET = ["--allow-net=127.0.0.1"];
 /** Bytes a terminal must not see raw: escapes, a NUL, high bytes. */
 function binary(length: number, seed: number): Uint8Array {
   return new Uint8Array(length).map((_, i) => (i * 37 + seed) % 256);
-}
-
-/** Reads exactly `length` bytes from `conn`. */
-async function readExactly(conn: Deno.Conn, length: number): Promise<Uint8Array> {
-  const bytes = new Uint8Array(length);
-  for (let n = 0; n < length;) {
-    const read = await conn.read(bytes.subarray(n));
-    if (read === null) throw new Error(`End of stream after ${n} of ${length} bytes`);
-    n += read;
-  }
-  return bytes;
 }
 
 Deno.test({

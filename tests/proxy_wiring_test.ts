@@ -8,19 +8,19 @@ import { assert, assertEquals, assertMatch, assertStringIncludes } from "@std/as
 import { equals } from "@std/bytes/equals";
 import { hasHaproxy, startHaproxy } from "./_haproxy.ts";
 import { echoThrough, startProxiedEcho } from "./_echo_fixtures.ts";
-import { hasPeer, runScript, type ScriptProcess, spawnScript } from "./_process.ts";
+import {
+  hasPeer,
+  jsonLines,
+  runScript,
+  type ScriptProcess,
+  spawnScript,
+  waitUntil,
+} from "./_process.ts";
 
 const NET = ["--allow-net=127.0.0.1"];
 const ROOT = new URL("../", import.meta.url).pathname;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-// deno-lint-ignore no-explicit-any
-type JsonEvent = Record<string, any>;
-
-function jsonLines(text: string): JsonEvent[] {
-  return text.trim().split("\n").filter((line) => line !== "").map((line) => JSON.parse(line));
-}
 
 Deno.test("tcp_client.ts --send-proxy v1 and v2: echo_server.ts --proxy-protocol logs the client's own address", async () => {
   await using server = startProxiedEcho();
@@ -190,13 +190,6 @@ async function synSent(port: number, pid: number): Promise<boolean> {
   return decoder.decode(stdout).includes(`pid=${pid},`);
 }
 
-async function until(condition: () => Promise<boolean>, what: string): Promise<void> {
-  for (let tries = 0; !(await condition()); tries++) {
-    if (tries > 1000) throw new Error(`Gave up waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
 Deno.test({
   name: "tcp_relay.ts stops on SIGINT without waiting for an upstream connect still pending",
   ignore: !hasPeer("ss"),
@@ -213,7 +206,7 @@ Deno.test({
           .catch(() => null),
     );
     try {
-      await until(() => synSent(upstreamPort, Deno.pid), "the upstream's backlog is full");
+      await waitUntil(() => synSent(upstreamPort, Deno.pid), "the upstream's backlog is full");
       await using relay = spawnScript(
         "tcp_relay.ts",
         [
@@ -231,7 +224,7 @@ Deno.test({
       );
       const port = await relay.listeningPort();
       using conn = await Deno.connect({ hostname: "127.0.0.1", port });
-      await until(() => synSent(upstreamPort, relay.child.pid), "the relay connects upstream");
+      await waitUntil(() => synSent(upstreamPort, relay.child.pid), "the relay connects upstream");
       relay.child.kill("SIGINT");
       // The stop shuts the waiting client down; it closes, as clients do when a server goes.
       assertEquals(await conn.read(new Uint8Array(1)), null);

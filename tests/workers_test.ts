@@ -7,7 +7,8 @@ import {
 } from "@std/assert";
 import { startWorkers, sumStats, type WorkerDeath } from "../lib/workers/mod.ts";
 import type { FixtureConfig, FixtureStats } from "./workers_fixture.ts";
-import { runScript, spawnScript } from "./_process.ts";
+import { assertAllEnded, echoThrough, openEchoed } from "./_echo_fixtures.ts";
+import { jsonLines, runScript, spawnScript } from "./_process.ts";
 
 const FIXTURE = new URL("./workers_fixture.ts", import.meta.url);
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -19,13 +20,10 @@ function permissions(script: string): string[] {
 }
 
 async function echoOnce(port: number, text: string): Promise<string> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  await conn.write(encoder.encode(text));
-  await conn.closeWrite();
-  return decoder.decode(await new Response(conn.readable).arrayBuffer());
+  return decoder.decode((await echoThrough(port, encoder.encode(text))).echo);
 }
 
-/** Lines the workers print, and a way to wait for one. */
+/** Lines the workers print, and a way to wait (at most `timeoutMs`) for the ones expected. */
 function lineLog() {
   const lines: string[] = [];
   const waiters: (() => void)[] = [];
@@ -35,15 +33,38 @@ function lineLog() {
       lines.push(line);
       for (const wake of waiters.splice(0)) wake();
     },
-    async waitFor(predicate: (lines: string[]) => boolean): Promise<void> {
-      while (!predicate(lines)) {
-        const { promise, resolve } = Promise.withResolvers<void>();
-        waiters.push(resolve);
-        await promise;
+    async waitFor(
+      predicate: (lines: string[]) => boolean,
+      what: string,
+      timeoutMs = 10_000,
+    ): Promise<void> {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      let expired = false;
+      try {
+        while (!predicate(lines)) {
+          if (expired) {
+            throw new Error(
+              `No ${what} after ${timeoutMs} ms; the workers printed:\n${lines.join("\n")}`,
+            );
+          }
+          const { promise, resolve } = Promise.withResolvers<void>();
+          waiters.push(resolve);
+          timer ??= setTimeout(() => {
+            expired = true;
+            for (const wake of waiters.splice(0)) wake();
+          }, timeoutMs);
+          await promise;
+        }
+      } finally {
+        clearTimeout(timer);
       }
     },
   };
 }
+
+/** How many workers have said they listen. */
+const listening = (count: number) => (lines: string[]) =>
+  lines.filter((line) => line.endsWith("listening")).length === count;
 
 Deno.test("startWorkers() reports a worker that crashed, restarts it, and the port keeps serving", async () => {
   const log = lineLog();
@@ -56,10 +77,10 @@ Deno.test("startWorkers() reports a worker that crashed, restarts it, and the po
     onWorkerDied: (death) => deaths.push(death),
   });
   const { port } = pool.addr as Deno.NetAddr;
-  await log.waitFor((lines) => lines.filter((line) => line.endsWith("listening")).length === 2);
+  await log.waitFor(listening(2), "two workers listening");
   // The worker that gets "crash" throws an uncaught exception; its connection goes with it.
   await echoOnce(port, "crash").catch(() => "");
-  await log.waitFor((lines) => lines.filter((line) => line.endsWith("listening")).length === 3);
+  await log.waitFor(listening(3), "the crashed worker listening again");
   assertEquals(deaths.length, 1);
   assertMatch(deaths[0].error, /crashed on request/);
   assertEquals(deaths[0].restarting, true);
@@ -126,25 +147,14 @@ Deno.test("echo_server.ts --workers 2 drains every worker on SIGTERM, exits 0, a
     permissions: permissions("echo_server.ts"),
   });
   const port = await server.listeningPort();
-  const conns = await Promise.all(
-    Array.from({ length: 20 }, () => Deno.connect({ hostname: "127.0.0.1", port })),
-  );
-  for (const conn of conns) {
-    await conn.write(encoder.encode("hello"));
-    const echo = new Uint8Array(5);
-    for (let got = 0; got < 5;) got += (await conn.read(echo.subarray(got))) ?? 5;
-    assertEquals(decoder.decode(echo), "hello");
-  }
+  const conns = await openEchoed(port, 20, "hello");
   const { code, stderr } = await server.stop("SIGTERM");
   assertEquals(code, 0);
   assertEquals(
     stderr,
     `Listening on 127.0.0.1:${port}\nstopped after 20 connections and 100 bytes echoed\n`,
   );
-  for (const conn of conns) {
-    assertEquals(await conn.read(new Uint8Array(1)), null);
-    conn.close();
-  }
+  await assertAllEnded(conns);
 });
 
 Deno.test("tcp_server.ts --workers auto greets from every worker and names it in --json", async () => {
@@ -166,8 +176,23 @@ Deno.test("tcp_server.ts --workers auto greets from every worker and names it in
   await server.waitForStdout(/(.*\n){40}/);
   const { code, stdout } = await server.stop("SIGINT");
   assertEquals(code, 0);
-  const workers = new Set(stdout.trim().split("\n").map((line) => JSON.parse(line).worker));
-  assertEquals(workers.size, Math.min(navigator.hardwareConcurrency, 40) > 1 ? workers.size : 1);
+  // One line per connection, each naming one of the workers auto started: one per CPU (on one
+  // CPU, auto serves on the main thread and no line names a worker).
+  const events = jsonLines(stdout);
+  assertEquals(events.length, 40, stdout);
+  assertEquals(events.map((event) => event.event), Array(40).fill("connection"));
+  const cpus = Math.max(1, navigator.hardwareConcurrency);
+  for (const { worker } of events) {
+    if (cpus === 1) {
+      assertEquals(worker, undefined);
+      continue;
+    }
+    assert(
+      Number.isInteger(worker) && worker >= 1 && worker <= cpus,
+      `worker ${worker} of ${cpus}`,
+    );
+  }
+  const workers = new Set(events.map((event) => event.worker));
   assert(workers.size > 1 || navigator.hardwareConcurrency === 1, [...workers].join());
 });
 
