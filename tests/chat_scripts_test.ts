@@ -36,7 +36,9 @@ async function closeAtEnd(conn: Deno.Conn): Promise<void> {
   }
 }
 
-Deno.test("chat_server.ts --chat lets an nc client talk to the room and narrates it", async () => {
+Deno.test("chat_server.ts --chat lets an nc client talk to the room and narrates it", {
+  ignore: !hasPeer("nc"),
+}, async () => {
   await using server = spawnScript("chat_server.ts", ["--port", "0", "--chat"], {
     permissions: NET,
   });

@@ -47,7 +47,9 @@ Deno.test("echo_server.ts --proxy-protocol closes a client with no header, a bad
     for (const byte of encodeProxyHeader(1, { source: CLIENT, destination: SERVICE })) {
       if (closed) break;
       await conn.write(new Uint8Array([byte])).catch(() => {});
-      await Promise.race([closing, new Promise((resolve) => setTimeout(resolve, 1000))]);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([closing, new Promise((resolve) => timer = setTimeout(resolve, 1000))]);
+      clearTimeout(timer);
     }
     await closing;
   }
