@@ -7,7 +7,9 @@
  * @module
  */
 import { assert, assertEquals, assertLess } from "@std/assert";
+import { writeAll } from "../lib/io.ts";
 import { Collector, hex, python } from "./_fault_peers.ts";
+import { readToEnd, waitUntil } from "./_process.ts";
 import type { TestCertificates } from "./_tls.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -29,6 +31,12 @@ export interface ServerSpec {
   /** A relay: it listens with `--listen ADDR` and relays to an echo server (`--to`) that the
    * fixture starts, so that to its clients it is an echo server. */
   readonly relay?: boolean;
+  /** It runs with `--proxy-protocol`: every client the fixture opens (but
+   * {@linkcode FaultServer.connectPlain}'s) sends a PROXY v1 header first. */
+  readonly proxyProtocol?: boolean;
+  /** It runs with `--workers N`: N threads, each with its own accept loop on one port, each
+   * loading the script and lib/ again (which takes `--allow-read` of both). */
+  readonly workers?: number;
 }
 
 /** scripts/echo_server.ts */
@@ -58,19 +66,33 @@ export const RELAY: ServerSpec = {
   relay: true,
 };
 
-function exists(spec: ServerSpec): boolean {
-  try {
-    return Deno.statSync(`${ROOT}scripts/${spec.script}`).isFile;
-  } catch {
-    return false;
-  }
-}
-
-/** The servers that accept connections (chat_server.ts and tcp_relay.ts once they exist). */
-export const STREAM_SERVERS: readonly ServerSpec[] = [ECHO, GREETING, HTTP2, CHAT, RELAY]
-  .filter(exists);
+/** The servers that accept connections. */
+export const STREAM_SERVERS: readonly ServerSpec[] = [ECHO, GREETING, HTTP2, CHAT, RELAY];
 /** Every server. */
 export const ALL_SERVERS: readonly ServerSpec[] = [...STREAM_SERVERS, UDP];
+
+/** scripts/echo_server.ts --proxy-protocol: its connections reach the echo through a second
+ * accept path (lib/net/proxy_listener.ts), which reads headers off the accept loop. */
+export const PROXIED_ECHO: ServerSpec = { ...ECHO, proxyProtocol: true };
+/** The servers that take `--workers`, with two workers each. */
+export const WORKER_SERVERS: readonly ServerSpec[] = [ECHO, GREETING, HTTP2].map((spec) => ({
+  ...spec,
+  workers: 2,
+}));
+
+/** The spec as a test title names it: the script and the flags that make it another server. */
+export function specName(spec: ServerSpec): string {
+  const flags = [
+    ...spec.proxyProtocol ? ["--proxy-protocol"] : [],
+    ...spec.workers === undefined ? [] : ["--workers", `${spec.workers}`],
+  ];
+  return [spec.script, ...flags].join(" ");
+}
+
+/** Whether `spec` runs the same script as `other`, whatever its flags. */
+export function sameScript(spec: ServerSpec, other: ServerSpec): boolean {
+  return spec.script === other.script;
+}
 
 /** Where a server listens: a loopback host (port 0), or a Unix socket path. */
 export type Endpoint = { hostname: string } | { path: string };
@@ -104,19 +126,6 @@ export interface ServerResult {
   stderr: string;
   /** From the stop signal to the exit. */
   elapsedMs: number;
-}
-
-/** Polls `condition` (a state, never a duration) every 10 ms until it holds or time runs out. */
-export async function waitUntil(
-  condition: () => boolean | Promise<boolean>,
-  what: string,
-  timeoutMs = 10_000,
-): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!await condition()) {
-    if (performance.now() > deadline) throw new Error(`Timed out after ${timeoutMs} ms: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
 
 /** A fresh client got no answer at all: closed, reset, or refused at a limit. */
@@ -174,6 +183,11 @@ export class FaultServer implements AsyncDisposable {
     }
     const read: string[] = [];
     if ("path" in endpoint) read.push(endpoint.path);
+    if (spec.proxyProtocol) args.push("--proxy-protocol");
+    if (spec.workers !== undefined) {
+      args.push("--workers", `${spec.workers}`);
+      read.push(`${ROOT}lib`, `${ROOT}scripts/${spec.script}`);
+    }
     if (options.tls) {
       const { certFile, keyFile } = options.tls;
       args.push(...await tlsFlags(spec), "--cert", certFile, "--key", keyFile);
@@ -441,9 +455,15 @@ export class FaultServer implements AsyncDisposable {
     return answer;
   }
 
-  /** Opens a connection (TLS when the server serves it), as the fresh clients do. */
+  /** Opens a connection (TLS when the server serves it, after a PROXY header when it reads
+   * one), as the fresh clients do. */
   async connect(): Promise<Deno.Conn> {
-    if (this.path !== undefined) return await Deno.connect({ transport: "unix", path: this.path });
+    if (this.path !== undefined) {
+      const conn = await Deno.connect({ transport: "unix", path: this.path });
+      // A Unix socket has no address to pass on: UNKNOWN, as a balancer sends for it.
+      if (this.spec.proxyProtocol) await this.#sendHeader(conn, "PROXY UNKNOWN\r\n");
+      return conn;
+    }
     if (this.tls) {
       return await Deno.connectTls({
         hostname: this.hostname,
@@ -451,7 +471,24 @@ export class FaultServer implements AsyncDisposable {
         caCerts: [this.tls.caCert],
       });
     }
-    return await Deno.connect({ hostname: this.hostname, port: this.port });
+    const conn = await Deno.connect({ hostname: this.hostname, port: this.port });
+    if (this.spec.proxyProtocol) {
+      // The client's own addresses, as a balancer in front of it would pass them on.
+      const family = this.hostname.includes(":") ? "TCP6" : "TCP4";
+      const header =
+        `PROXY ${family} ${this.hostname} ${this.hostname} ${conn.localAddr.port} ${this.port}\r\n`;
+      await this.#sendHeader(conn, header);
+    }
+    return conn;
+  }
+
+  async #sendHeader(conn: Deno.Conn, header: string): Promise<void> {
+    try {
+      await writeAll(conn, encoder.encode(header));
+    } catch (error) {
+      conn.close();
+      throw error;
+    }
   }
 
   /** Opens a plain connection even to a TLS server: a client that never says hello. */
@@ -607,40 +644,6 @@ export function pattern(size: number, seed = 0): Uint8Array {
   return bytes;
 }
 
-/** Writes every byte of `bytes`. */
-export async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  let written = 0;
-  while (written < bytes.length) written += await conn.write(bytes.subarray(written));
-}
-
-/** Reads until EOF (a reset also ends it); returns what arrived. */
-export async function readToEnd(conn: Deno.Conn): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  const buffer = new Uint8Array(64 * 1024);
-  let total = 0;
-  while (true) {
-    let n: number | null;
-    try {
-      n = await conn.read(buffer);
-    } catch (error) {
-      if (error instanceof Deno.errors.BadResource || error instanceof Deno.errors.Interrupted) {
-        break;
-      }
-      throw error;
-    }
-    if (n === null) break;
-    chunks.push(buffer.slice(0, n));
-    total += n;
-  }
-  const all = new Uint8Array(total);
-  let at = 0;
-  for (const chunk of chunks) {
-    all.set(chunk, at);
-    at += chunk.length;
-  }
-  return all;
-}
-
 /** Rejects with `what` when `promise` takes longer than `ms`. */
 export async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -662,3 +665,5 @@ function procText(command: string): string {
 }
 
 export { hasPython, hex, python, PythonPeer } from "./_fault_peers.ts";
+export { writeAll } from "../lib/io.ts";
+export { readToEnd, waitUntil } from "./_process.ts";

@@ -9,10 +9,12 @@ import {
   FaultServer,
   GREETING,
   HTTP2,
+  readToEnd,
   type ServerSpec,
   STREAM_SERVERS,
   survives,
   waitUntil,
+  writeAll,
 } from "./_faults.ts";
 import { createTestCertificates, hasOpenssl } from "./_tls.ts";
 
@@ -23,6 +25,8 @@ const decoder = new TextDecoder();
 class Slowloris implements AsyncDisposable {
   readonly conns: Deno.Conn[] = [];
   readonly closedByServer = new Set<Deno.Conn>();
+  /** Bytes the server sent them, all together. */
+  bytesReceived = 0;
   #timer: ReturnType<typeof setInterval> | undefined;
   #reads: Promise<void>[] = [];
 
@@ -48,11 +52,12 @@ class Slowloris implements AsyncDisposable {
     return slow;
   }
 
-  /** Reads (and drops) what the server sends, to see when it closes the connection. */
+  /** Reads (and counts) what the server sends, to see when it closes the connection. */
   async #watch(conn: Deno.Conn): Promise<void> {
     const buffer = new Uint8Array(16 * 1024);
     try {
-      while (await conn.read(buffer) !== null) { /* an echo or a greeting: not kept */ }
+      // An echo, a greeting or a broadcast: counted, not kept.
+      for (let n; (n = await conn.read(buffer)) !== null;) this.bytesReceived += n;
     } catch { /* reset by the server, or closed by us */ }
     this.closedByServer.add(conn);
   }
@@ -106,9 +111,13 @@ for (const spec of STREAM_SERVERS) {
         await using slow = await Slowloris.open(server, 10);
         await waitUntil(async () => await server.backlog() === 0, "the server accepts them");
         // Full: a new client is closed at once, served by nobody.
-        const refused = await server.exchange(encoder.encode("GET / HTTP/1.1\r\n\r\n"), 5000)
-          .catch(() => new Uint8Array(0));
-        assertEquals(decoder.decode(refused), "", "a client beyond the limit was served");
+        if (spec.kind === "broker") {
+          await assertBrokerRefuses(server, slow);
+        } else {
+          const refused = await server.exchange(encoder.encode("GET / HTTP/1.1\r\n\r\n"), 5000)
+            .catch(() => new Uint8Array(0));
+          assertEquals(decoder.decode(refused), "", "a client beyond the limit was served");
+        }
         // The idle timeout (the greeting's linger for tcp_server) ends all of them.
         await waitUntil(
           () => slow.closedByServer.size === slow.conns.length,
@@ -118,6 +127,34 @@ for (const spec of STREAM_SERVERS) {
       });
     },
   );
+}
+
+/**
+ * A broker answers nobody directly, so an empty answer proves nothing: a client it took in would
+ * see its message reach the members, `slow`, who never speak. The client beyond the limit sends
+ * one and keeps its side open until the server closes it (at once when it refuses, after the
+ * idle timeout were it a member) or, should it be left in the backlog, for 5 s: nothing may
+ * reach anybody either way.
+ */
+async function assertBrokerRefuses(server: FaultServer, slow: Slowloris): Promise<void> {
+  const before = slow.bytesReceived;
+  const conn = await server.connect();
+  const timer = setTimeout(() => conn.close(), 5000);
+  try {
+    await writeAll(conn, encoder.encode("beyond the limit\n")).catch(() => {});
+    // A reset (the write reached a socket already closed) is a close as well.
+    const heard = await readToEnd(conn).catch((error) => {
+      if (error instanceof Deno.errors.ConnectionReset) return new Uint8Array(0);
+      throw error;
+    });
+    assertEquals(decoder.decode(heard), "", "the broker sent a client beyond the limit something");
+  } finally {
+    clearTimeout(timer);
+    try {
+      conn.close();
+    } catch { /* closed by the timer */ }
+  }
+  assertEquals(slow.bytesReceived, before, "a client beyond the limit was served: it was heard");
 }
 
 /** The header deadline flag http2_server.ts lists in its --help, if any. */

@@ -60,36 +60,34 @@ for (const spec of STREAM_SERVERS.filter((spec) => spec.kind === "echo")) {
   });
 }
 
-if (STREAM_SERVERS.includes(CHAT)) {
-  Deno.test({
-    name: "chat_server.ts serves a fresh client after a reset mid-write",
-    ignore: !hasPython(),
-    async fn() {
-      await attackServer(CHAT, {}, async (server) => {
-        // A receiver that never reads, while another client sends it 8 MiB; then it resets.
-        await using receiver = new PythonPeer("connect-reset", server.target);
-        await receiver.waitFor(/^connected$/m);
-        await waitUntil(async () => await server.backlog() === 0, "the server accepts it");
-        const sender = await server.connect();
-        try {
-          const chunk = new Uint8Array(64 * 1024);
-          for (let i = 0; i < 128; i++) {
-            if (await sender.write(chunk).catch(() => 0) === 0) break;
-          }
-          // Its end of stream comes after its last byte: once the server closes it, every byte
-          // it sent has been broadcast, and none can reach the fresh clients checked next.
-          await sender.closeWrite().catch(() => {});
-          const scratch = new Uint8Array(64 * 1024);
-          while (await sender.read(scratch).catch(() => null) !== null) { /* until the close */ }
-        } finally {
-          sender.close();
+Deno.test({
+  name: "chat_server.ts serves a fresh client after a reset mid-write",
+  ignore: !hasPython(),
+  async fn() {
+    await attackServer(CHAT, {}, async (server) => {
+      // A receiver that never reads, while another client sends it 8 MiB; then it resets.
+      await using receiver = new PythonPeer("connect-reset", server.target);
+      await receiver.waitFor(/^connected$/m);
+      await waitUntil(async () => await server.backlog() === 0, "the server accepts it");
+      const sender = await server.connect();
+      try {
+        const chunk = new Uint8Array(64 * 1024);
+        for (let i = 0; i < 128; i++) {
+          if (await sender.write(chunk).catch(() => 0) === 0) break;
         }
-        await receiver.poke();
-        await receiver.waitFor(/^reset$/m);
-      });
-    },
-  });
-}
+        // Its end of stream comes after its last byte: once the server closes it, every byte
+        // it sent has been broadcast, and none can reach the fresh clients checked next.
+        await sender.closeWrite().catch(() => {});
+        const scratch = new Uint8Array(64 * 1024);
+        while (await sender.read(scratch).catch(() => null) !== null) { /* until the close */ }
+      } finally {
+        sender.close();
+      }
+      await receiver.poke();
+      await receiver.waitFor(/^reset$/m);
+    });
+  },
+});
 
 Deno.test({
   name: "tcp_server.ts serves a fresh client after a reset mid-write",
