@@ -339,7 +339,10 @@ export async function waitUntil(
 }
 
 /** Reads exactly `length` bytes from `conn`; throws if the stream ends first. */
-export async function readExactly(conn: Deno.Conn, length: number): Promise<Uint8Array> {
+export async function readExactly(
+  conn: Deno.Conn,
+  length: number,
+): Promise<Uint8Array<ArrayBuffer>> {
   const bytes = new Uint8Array(length);
   for (let n = 0; n < length;) {
     const read = await conn.read(bytes.subarray(n));
@@ -351,7 +354,7 @@ export async function readExactly(conn: Deno.Conn, length: number): Promise<Uint
 
 /** Reads until EOF (a reset also ends it, as does a close of `conn` by this side); returns what
  * arrived. */
-export async function readToEnd(conn: Deno.Conn): Promise<Uint8Array> {
+export async function readToEnd(conn: Deno.Conn): Promise<Uint8Array<ArrayBuffer>> {
   const chunks: Uint8Array[] = [];
   const buffer = new Uint8Array(64 * 1024);
   let total = 0;
